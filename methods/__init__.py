@@ -1,0 +1,4 @@
+"""Every method module is imported here explicitly, so the registry is complete on import."""
+
+from methods.base import METHODS, Method  # noqa: F401
+from methods import coresets  # noqa: F401
