@@ -43,7 +43,7 @@ def add_run_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="method name(s), comma separated (see `bench list`)")
     p.add_argument("--dataset", help="dataset name(s), comma separated")
     p.add_argument("--ipc", help="images per class, comma separated")
-    p.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,5 or 3 (default 0)")
+    p.add_argument("--seeds", help="seeds: 0-4, 0,2,5 or 3 (default 0; with --table/--fig: the spec's)")
     p.add_argument("--model", default="convnet3", help="network to distil/select with (default convnet3)")
     p.add_argument("--eval-models", help="networks to evaluate with, comma separated (default: --model)")
     p.add_argument("--scale", default="paper", choices=["smoke", "reduced", "paper"], help="compute preset")
@@ -65,11 +65,15 @@ def configs_from_args(args) -> list:
     from bench.config import RunConfig, SCALE_PRESETS, parse_overrides, parse_seeds
     from bench.datasets import DataOptions
 
+    if getattr(args, "table", None) or getattr(args, "fig", None):  # a spec's grid (bench/grid.py)
+        from bench.grid import configs_from_spec_args
+
+        return configs_from_spec_args(args)
     methods, datasets = _split(args.method), _split(args.dataset)
     if not methods or not datasets or not args.ipc:
         raise BenchError("bench run needs --method, --dataset and --ipc (or --table/--fig where available)")
     ipcs = _ints(args.ipc, "IPC list")
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds or "0")
     data = None
     if args.classes or args.max_train_per_class or args.max_test_per_class:
         base = SCALE_PRESETS.get(args.scale).data
@@ -128,17 +132,46 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--force", action="store_true", help="rerun even when a record exists")
     p.add_argument("--print-config", action="store_true", help="print the resolved configs and exit")
+    p.add_argument("--executor", choices=["debug", "local", "slurm"],
+                   help="run through submitit: debug (in-process), local (subprocesses), slurm (job arrays); "
+                        "default: in this process, one after another")
+    p.add_argument("--profile", help="cluster profile: a name in slurm/profiles (or $BENCH_PROFILES, "
+                                     "~/.config/dream-bench/profiles) or a path to a .toml file")
+    p.add_argument("--max-parallel", type=int, help="local: processes at once; slurm: array tasks at once "
+                                                    "(overrides the profile's array_parallelism)")
+    p.add_argument("--table", help="run the grid of tables/tableN.toml (e.g. 1); see `bench tables --list`")
+    p.add_argument("--fig", help="run the grid of figures/figX.toml (e.g. 4b)")
+    p.add_argument("--datasets", help="with --table/--fig: these datasets instead of the spec's (e.g. digits)")
+    p.add_argument("--dry-run", action="store_true", help="with --table/--fig: list the cells, ids and status")
 
 
 @command("run", "run methods on datasets (skips runs whose record exists)", _run_args)
 def cmd_run(args) -> int:
     from bench.runner import execute
 
+    if args.executor == "slurm":
+        from bench.launch import require_slurm
+
+        require_slurm()  # one line, before anything is resolved or written
+    if getattr(args, "table", None) or getattr(args, "fig", None):
+        from bench.grid import spec_run_hook
+
+        if spec_run_hook(args):  # --dry-run, continual-learning grids
+            return 0
     configs = configs_from_args(args)
     resolved = prepare(configs, args.data_root, args.out)
     if args.print_config:
         print(json.dumps([dict(r.as_dict(), run_id=r.run_id) for r in resolved], indent=1))
         return 0
+    if args.executor:
+        from bench.launch import launch
+
+        status, records = launch(resolved, args.out, args.data_root, args.device, args.force, args.executor,
+                                 args.profile, args.max_parallel)
+        if records:
+            print()
+            print_summary(records)
+        return status
     records = []
     for i, r in enumerate(resolved, 1):
         print(f"[{i}/{len(resolved)}] {r.label} {r.config.dataset} ipc={r.config.ipc} seed={r.config.seed} "
@@ -247,4 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bench.cli`: run the imported module's main, whose COMMANDS the subcommand modules
+    # (bench.cmd_*, which import bench.cli) register into; __main__'s own registry would miss them
+    from bench.cli import main as _main
+
+    sys.exit(_main())

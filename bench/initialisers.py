@@ -107,8 +107,10 @@ class HerdingInitialiser(SelectionInitialiser):
         from bench.feature_net import embed_in_batches, trained_feature_net
 
         if self._net is None:
-            epochs = getattr(ctx.params, "feature_epochs", 0) or 5
-            seed = getattr(ctx.params, "feature_seed", 0)
+            params = ctx.params
+            steps_per_epoch = -(-len(ctx.dataset.train_images) // 256)
+            epochs = max(getattr(params, "feature_epochs", 3), -(-getattr(params, "feature_min_steps", 0) // steps_per_epoch))
+            seed = getattr(params, "feature_seed", 0)
             self._net, info = trained_feature_net(ctx.dataset, ctx.config.model, epochs, seed, ctx.device)
             ctx.metrics["feature_net"] = info
         ix = ctx.dataset.class_indices(c)

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.errors import BenchError
 from bench.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -36,6 +37,8 @@ class ConvNet(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: int, width: int = 128,
                  depth: int = 3, norm: str = "instance", pooling: str = "avg"):
         super().__init__()
+        if pooling != "none" and image_size < 2 ** depth:
+            raise BenchError(f"a depth-{depth} ConvNet needs images of at least {2 ** depth} pixels, got {image_size}")
         layers: list[nn.Module] = []
         size = image_size
         in_ch = channels

@@ -41,4 +41,14 @@ class RandomSampler(RealSampler):
 
     def sample(self, c: int, n: int, net: torch.nn.Module | None = None, step: int = 0) -> torch.Tensor:
         ix = self.dataset.class_indices(c)
-        return ix[torch.randperm(len(ix))[:n].to(ix.device)]
+        chosen = ix[torch.randperm(len(ix))[:n].to(ix.device)]
+        if self.ctx is not None:  # DREAM diagnostics (Fig 2c, 3) when the run asks; no RNG use
+            from bench.diagnostics import observe_real_batch
+
+            observe_real_batch(self.ctx, c, chosen, net, step, sampler="random")
+        return chosen
+
+
+# DREAM's samplers (representative, central, boundary, boundary_grad) and its ``cluster``
+# initialiser register on import; imported here so every use of SAMPLERS sees them.
+from bench import dream  # noqa: E402,F401

@@ -2,3 +2,4 @@
 
 from methods.base import METHODS, Method  # noqa: F401
 from methods import coresets  # noqa: F401
+from methods import idc  # noqa: F401

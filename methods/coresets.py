@@ -12,17 +12,25 @@ from methods.base import METHODS, Method
 
 
 @dataclass(frozen=True)
-class CoresetParams:
-    """Coresets have no optimisation; the only knob is the feature network Herding selects with."""
+class RandomParams:
+    """Random selection has no hyperparameters: the run's seed decides the draw."""
 
-    feature_epochs: int = 0  # epochs of full-data training for the selection network (Herding)
-    feature_seed: int = 0  # one selection network per dataset, shared by all seeds (as IDC's checkpoint)
+
+@dataclass(frozen=True)
+class HerdingParams:
+    """Herding selects with a ConvNet trained on the full training set (IDC loads such a checkpoint;
+    the harness trains its own). The budget is ``feature_epochs`` but at least ``feature_min_steps``
+    SGD steps, so a small dataset (digits: 5 steps an epoch) still gets a trained network."""
+
+    feature_epochs: int = 3
+    feature_min_steps: int = 500
+    feature_seed: int = 0  # one selection network per dataset, shared by all seeds
 
 
 @METHODS.register("random")
 class RandomCoreset(Method):
     name = "random"
-    Params = CoresetParams
+    Params = RandomParams
 
     def run(self, ctx):
         return ctx.initialise(space="normalized")
@@ -31,7 +39,7 @@ class RandomCoreset(Method):
 @METHODS.register("herding")
 class HerdingCoreset(Method):
     name = "herding"
-    Params = CoresetParams
+    Params = HerdingParams
 
     @classmethod
     def default_initialiser(cls, spec, ipc: int) -> str:
@@ -39,7 +47,8 @@ class HerdingCoreset(Method):
 
     @classmethod
     def defaults(cls, spec, ipc: int, scale: str) -> dict:
-        return {"feature_epochs": {"paper": 5, "reduced": 2, "smoke": 1}[scale]}
+        return {"feature_epochs": {"paper": 3, "reduced": 2, "smoke": 1}[scale],
+                "feature_min_steps": {"paper": 500, "reduced": 500, "smoke": 300}[scale]}
 
     def run(self, ctx):
         return ctx.initialise(space="normalized")
