@@ -115,10 +115,17 @@ def _paper_row_key(spec: Spec, e: Entry, axes) -> str:
 
 
 def paper_dataset(spec: Spec, dataset: str) -> str:
-    """The dataset whose paper numbers a row shows: itself, or its stand-in (cifar10-jpeg -> cifar10)."""
-    if any(k.split("|")[0] == dataset for k in spec.paper) or dataset not in PAPER_STAND_INS:
+    """The dataset whose paper numbers a row shows: itself when the paper has it, else its stand-in
+    (cifar10-jpeg -> cifar10, digits -> mnist) when the spec has that one, else the spec's only
+    dataset (a smoke run of a CIFAR10 table on digits shows CIFAR10's numbers, and says so)."""
+    with_numbers = {k.split("|")[0] for k in spec.paper}
+    if dataset in with_numbers:
         return dataset
-    return PAPER_STAND_INS[dataset]
+    if PAPER_STAND_INS.get(dataset) in with_numbers:
+        return PAPER_STAND_INS[dataset]
+    if len(spec.grid.datasets) == 1 and spec.grid.datasets[0] in with_numbers:
+        return spec.grid.datasets[0]
+    return dataset
 
 
 def _accuracy(rec: dict, eval_model: str) -> float | None:
@@ -455,6 +462,7 @@ def cmd_tables(args) -> int:
 
 def _figures_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fig", help="figure id (4b, fig4b...); default: every figure")
+    p.add_argument("--data-root", type=Path, help="data root for figures that embed real images (default $BENCH_DATA_ROOT)")
     _common(p)
 
 
@@ -469,7 +477,7 @@ def cmd_figures(args) -> int:
     chosen = [specs.load("figure", args.fig)] if args.fig else specs.load_all("figure")
     for spec in chosen:
         for result in plots.draw(spec, args.out, [args.scale] if args.scale else None, _split(args.datasets) or None,
-                                 **_expand_kwargs(args)):
+                                 data_root=args.data_root, **_expand_kwargs(args)):
             print(result.summary())
     return 0
 
@@ -478,12 +486,13 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", type=Path, help="results folder (default ./results)")
     p.add_argument("--file", type=Path, help="report path (default <out>/report.md)")
     p.add_argument("--no-draw", action="store_true", help="link the figures already drawn; do not redraw")
+    p.add_argument("--data-root", type=Path, help="data root for figures that embed real images (default $BENCH_DATA_ROOT)")
 
 
 @command("report", "one Markdown file with every table and figure generated so far", _report_args)
 def cmd_report(args) -> int:
     from bench.report import write_report
 
-    path = write_report(args.out, args.file, draw=not args.no_draw)
+    path = write_report(args.out, args.file, draw=not args.no_draw, data_root=args.data_root)
     print(f"wrote {path}")
     return 0

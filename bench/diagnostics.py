@@ -237,3 +237,27 @@ def track_synthetic(ctx, images, iteration: int, index: int | None = None, space
         diag["tracked_image"] = {"iteration": int(iteration), "index": index, "shape": list(x.shape),
                                  "values": x.flatten().cpu().tolist()}
     return distance
+
+
+# ------------------------------------------------------------------------------------ efficiency
+def mean_curve(records: list[dict]) -> list[tuple[int, float]]:
+    """(iteration, accuracy averaged over the records) at the iterations every record's
+    ``metrics["curve"]`` shares (the seeds of one arm)."""
+    curves = [{int(p["iteration"]): float(p["accuracy"]) for p in r["metrics"].get("curve", [])} for r in records]
+    if not curves:
+        return []
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    return [(it, sum(c[it] for c in curves) / len(curves)) for it in common]
+
+
+def efficiency(base: list[tuple[int, float]], dream: list[tuple[int, float]]) -> dict:
+    """Table 3's "Iter" / the paper's efficiency claim from two mean accuracy curves: the first
+    checkpoint at which ``dream`` reaches the final accuracy of ``base``, and
+    ratio = base's final iteration / that checkpoint (inf when reached at iteration 0; None when
+    never reached)."""
+    if not base or not dream:
+        return {"target": None, "first_iteration": None, "ratio": None}
+    final_it, target = base[-1]
+    first = next((it for it, acc in dream if acc >= target), None)
+    ratio = None if first is None else (float("inf") if first == 0 else final_it / first)
+    return {"target": target, "base_final_iteration": final_it, "first_iteration": first, "ratio": ratio}

@@ -92,8 +92,6 @@ def siamese_per_class(augment: DiffAugment | None, real: torch.Tensor, syn: torc
     augmented in one vectorised call with per-sample parameters expanded from their class's draw."""
     if augment is None or draws is None:
         return real, syn
-    k, n = real.shape[:2]
-    m = syn.shape[1]
     out_real, out_syn = torch.empty_like(real), torch.empty_like(syn)
     groups: dict[tuple[str, ...], list[int]] = {}
     for c, draw in enumerate(draws):
@@ -102,14 +100,12 @@ def siamese_per_class(augment: DiffAugment | None, real: torch.Tensor, syn: torc
         groups.setdefault(tuple(draw.ops), []).append(c)
     for ops, classes in groups.items():
         ix = torch.tensor(classes, device=real.device)
-        x = torch.cat([real[ix].reshape(-1, *real.shape[2:]), syn[ix].reshape(-1, *syn.shape[2:])])
-        uniforms = {}
-        for op in ops:
-            u = torch.cat([draws[c].uniforms[op] for c in classes]).to(real.device)  # (len, width)
-            uniforms[op] = torch.cat([u.repeat_interleave(n, 0), u.repeat_interleave(m, 0)])
-        y = augment.apply(x, Draw(list(ops), uniforms))
-        out_real[ix] = y[:len(classes) * n].view(len(classes), n, *real.shape[2:])
-        out_syn[ix] = y[len(classes) * n:].view(len(classes), m, *syn.shape[2:])
+        us = {op: torch.cat([draws[c].uniforms[op] for c in classes]).to(real.device) for op in ops}
+        for src, dst in ((real, out_real), (syn, out_syn)):  # separately: real stays off syn's graph
+            per = src.shape[1]
+            x = src[ix].reshape(-1, *src.shape[2:])
+            y = augment.apply(x, Draw(list(ops), {op: u.repeat_interleave(per, 0) for op, u in us.items()}))
+            dst[ix] = y.view(len(classes), per, *src.shape[2:])
     return out_real, out_syn
 
 
@@ -179,18 +175,30 @@ def _class_summed_ce(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(b * k, -1), labels, reduction="sum") / b
 
 
-def _conv_weight_grads(m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-class weight gradients of a conv layer from its input ``a`` (K*B, ...) and the gradient
-    ``g`` of the loss w.r.t. its output (K*B, ...): (K, *weight.shape)."""
+def _small_input_conv(m: nn.Conv2d) -> bool:
+    """The first layer (few input channels): computed as patches @ weight, because torch's CPU
+    convolution_backward for it is pathologically slow (about 8x the cost of layer 2 here)."""
     w = m.weight
-    if m.groups == 1 and w.shape[1] * w.shape[2] * w.shape[3] <= 32:
-        # Few input channels (the first layer): im2col + one batched matmul. torch's CPU
-        # convolution_backward is pathologically slow here (about 8x the cost of layer 2).
-        cols = F.unfold(a, w.shape[2:], m.dilation, m.padding, m.stride)  # (K*B, Cin*kh*kw, L)
-        b, d, l = cols.shape
-        cols = cols.view(k, b // k, d, l).transpose(2, 3).reshape(k, -1, d)  # (K, B*L, D)
-        gg = g.flatten(2).view(k, b // k, w.shape[0], l).transpose(2, 3).reshape(k, -1, w.shape[0])
-        return torch.bmm(gg.transpose(1, 2), cols).view(k, *w.shape)
+    return (m.groups == 1 and tuple(m.stride) == (1, 1) and tuple(m.dilation) == (1, 1)
+            and isinstance(m.padding, tuple) and w.shape[1] * w.shape[2] * w.shape[3] <= 32)
+
+
+def _patches(a: torch.Tensor, m: nn.Conv2d) -> torch.Tensor:
+    """(B, Cin, H, W) -> (B, Cin*kh*kw, Hout*Wout), in F.unfold's order, via strided views."""
+    kh, kw = m.weight.shape[2:]
+    ph, pw = m.padding
+    xp = F.pad(a, [pw, pw, ph, ph])
+    cols = xp.unfold(2, kh, 1).unfold(3, kw, 1)  # (B, Cin, Hout, Wout, kh, kw)
+    return cols.permute(0, 1, 4, 5, 2, 3).reshape(a.shape[0], -1, cols.shape[2] * cols.shape[3])
+
+
+def _conv_weight_grads(m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-class weight gradients of a conv layer from its input ``a`` (K*B, ...) (or, for the
+    first layer, its patches) and the gradient ``g`` w.r.t. its output: (K, *weight.shape)."""
+    w = m.weight
+    if a.dim() == 3:  # the first layer: a holds its patches (K*B, D, L)
+        per_sample = torch.bmm(g.flatten(2), a.transpose(1, 2))  # (K*B, O, D)
+        return per_sample.view(k, -1, *per_sample.shape[1:]).sum(1).view(k, *w.shape)
     grads = []
     for ac, gc in zip(a.chunk(k), g.chunk(k)):
         grads.append(torch.ops.aten.convolution_backward(
@@ -199,35 +207,45 @@ def _conv_weight_grads(m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, k: int) -
     return torch.stack(grads)
 
 
-def per_class_real_gradients(net: nn.Module, real: torch.Tensor) -> list[torch.Tensor]:
+def per_class_real_gradients(net: nn.Module, real: torch.Tensor, with_1d: bool = True) -> list[torch.Tensor]:
     """Each class's gradient of its mean cross-entropy (labels: the class index) w.r.t. every
     parameter, from one forward and one backward over all classes' images at once.
 
     ``real``: (K, B, C, H, W). Returns, in ``net.parameters()`` order, tensors (K, *p.shape).
     The backward propagates only through activations; each layer's per-class parameter gradients
     are then contracted from its saved input and output gradient, class by class. Exact for
-    ConvNet-like nets (:func:`supports_batching`): every layer acts on each sample alone."""
+    ConvNet-like nets (:func:`supports_batching`): every layer acts on each sample alone.
+    ``with_1d=False`` returns zeros for 1-D parameters (the ``ours`` distance ignores them)."""
     k, b = real.shape[:2]
-    x = real.reshape(k * b, *real.shape[2:])
+    h = real.reshape(k * b, *real.shape[2:])
     layers, outputs, inputs = [], [], []
-    h = x
+    det = lambda t: None if t is None else t.detach()  # noqa: E731
     with torch.enable_grad():
         for m in list(net.features) + [nn.Flatten(), net.classifier]:
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.GroupNorm)):
+            if isinstance(m, nn.Conv2d) and _small_input_conv(m) and not h.requires_grad:
+                cols = _patches(h, m)
+                out = torch.matmul(m.weight.detach().reshape(m.weight.shape[0], -1), cols)
+                if m.bias is not None:
+                    out = out + m.bias.detach().view(1, -1, 1)
+                inputs.append(cols)
+                h = out.view(out.shape[0], out.shape[1], h.shape[2] + 2 * m.padding[0] - m.weight.shape[2] + 1, -1)
+            elif isinstance(m, nn.Conv2d):
                 inputs.append(h)
-                h = F.conv2d(h, m.weight.detach(), None if m.bias is None else m.bias.detach(), m.stride,
-                             m.padding, m.dilation, m.groups) if isinstance(m, nn.Conv2d) else (
-                    F.linear(h, m.weight.detach(), None if m.bias is None else m.bias.detach())
-                    if isinstance(m, nn.Linear) else
-                    F.group_norm(h, m.num_groups, None if m.weight is None else m.weight.detach(),
-                                 None if m.bias is None else m.bias.detach(), m.eps))
-                if not h.requires_grad:
-                    h.requires_grad_(True)
-                layers.append(m)
-                outputs.append(h)
+                h = F.conv2d(h, m.weight.detach(), det(m.bias), m.stride, m.padding, m.dilation, m.groups)
+            elif isinstance(m, nn.Linear):
+                inputs.append(h)
+                h = F.linear(h, m.weight.detach(), det(m.bias))
+            elif isinstance(m, nn.GroupNorm):
+                inputs.append(h)
+                h = F.group_norm(h, m.num_groups, det(m.weight), det(m.bias), m.eps)
             else:
                 h = m(h)
-        labels = torch.arange(k, device=x.device).repeat_interleave(b)
+                continue
+            if not h.requires_grad:
+                h.requires_grad_(True)
+            layers.append(m)
+            outputs.append(h)
+        labels = torch.arange(k, device=h.device).repeat_interleave(b)
         loss = F.cross_entropy(h, labels, reduction="sum") / b
         grads_out = torch.autograd.grad(loss, outputs)
     per_layer: dict[nn.Module, list[torch.Tensor]] = {}
@@ -236,18 +254,19 @@ def per_class_real_gradients(net: nn.Module, real: torch.Tensor) -> list[torch.T
         if isinstance(m, nn.Conv2d):
             gs.append(_conv_weight_grads(m, a, g, k))
             if m.bias is not None:
-                gs.append(g.view(k, b, *g.shape[1:]).sum(dim=(1, 3, 4)))
+                gs.append(g.view(k, b, g.shape[1], -1).sum(dim=(1, 3)) if with_1d else g.new_zeros(k, g.shape[1]))
         elif isinstance(m, nn.Linear):
             gs.append(torch.bmm(g.view(k, b, -1).transpose(1, 2), a.view(k, b, -1)))
             if m.bias is not None:
-                gs.append(g.view(k, b, -1).sum(1))
-        else:  # GroupNorm: gradients of the affine scale and shift
-            if m.affine:
+                gs.append(g.view(k, b, -1).sum(1) if with_1d else g.new_zeros(k, g.shape[1]))
+        elif m.affine:  # GroupNorm: gradients of the affine scale and shift
+            if with_1d:
                 xhat = F.group_norm(a.detach(), m.num_groups, None, None, m.eps)
-                dims = (1, *range(3, g.dim() + 1))
-                gv = g.view(k, b, *g.shape[1:])
-                gs.append((gv * xhat.view_as(gv)).sum(dim=dims))
-                gs.append(gv.sum(dim=dims))
+                gv = g.view(k, b, g.shape[1], -1)
+                gs.append((gv * xhat.view_as(gv)).sum(dim=(1, 3)))
+                gs.append(gv.sum(dim=(1, 3)))
+            else:
+                gs += [g.new_zeros(k, g.shape[1]), g.new_zeros(k, g.shape[1])]
         per_layer[m] = gs
     grads = []
     for m in list(net.features) + [net.classifier]:
@@ -276,6 +295,6 @@ def batched_matching_loss(net: nn.Module, real: torch.Tensor, syn: torch.Tensor,
     if not supports_batching(net):
         return per_class_matching_loss(net, real, syn, augment, draws, metric)
     real, syn = siamese_per_class(augment, real, syn, draws)
-    gw_real = per_class_real_gradients(net, real)
+    gw_real = per_class_real_gradients(net, real, with_1d=metric != "ours")
     gw_syn = per_class_syn_gradients(net, syn, syn_mode)
     return batched_match_loss(gw_syn, gw_real, metric)

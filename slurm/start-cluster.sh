@@ -53,11 +53,16 @@ export PATH="$PATH:/usr/sbin:/sbin"
 mkdir -p "$STATE/run" "$STATE/log" "$STATE/ctld" "$STATE/slurmd"
 chmod 755 "$STATE" "$STATE/run" "$STATE/log"
 
+running() {  # running PID: exists and is not a zombie (PID 1 here may be slow to reap)
+    local st
+    st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+    [ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
 alive() {  # alive NAME: the recorded PID runs the expected program
     local pidfile="$STATE/run/$1.pid" pid
     [ -f "$pidfile" ] || return 1
     pid="$(cat "$pidfile")"
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+    [ -n "$pid" ] && running "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
 }
 
 if alive slurmctld && alive slurmd && alive slurmdbd && timeout 10 sinfo -h >/dev/null 2>&1; then
@@ -79,7 +84,7 @@ start_daemon() {
     pid=$!
     echo "$pid" >"$STATE/run/$name.pid"
     sleep 0.3
-    [ -d "/proc/$pid" ] || { show_log "$STATE/log/$name.out" "$STATE/log/$name.log"; die "$name exited at once"; }
+    running "$pid" || { show_log "$STATE/log/$name.out" "$STATE/log/$name.log"; die "$name exited at once"; }
 }
 
 wait_for() {  # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds

@@ -9,11 +9,16 @@ STATE="${BENCH_SLURM_STATE:-/var/tmp/bench-slurm}"
 export PATH="$PATH:/usr/sbin:/sbin"
 say() { echo "stop-cluster: $*"; }
 
+running() {  # running PID: exists and is not a zombie (PID 1 here may be slow to reap)
+    local st
+    st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+    [ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
 ours() {  # ours NAME: prints the recorded PID when it still runs the program NAME
     local pidfile="$STATE/run/$1.pid" pid
     [ -f "$pidfile" ] || return 1
     pid="$(cat "$pidfile")"
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
+    [ -n "$pid" ] && running "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
 }
 
 if [ ! -d "$STATE/run" ]; then
@@ -39,10 +44,10 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
     pid="$(ours "$name")" || { rm -f "$STATE/run/$name.pid"; continue; }
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 80); do
-        [ -d "/proc/$pid" ] || break
+        running "$pid" || break
         sleep 0.25
     done
-    if [ -d "/proc/$pid" ]; then
+    if running "$pid"; then
         say "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
         kill -KILL "$pid" 2>/dev/null
     fi

@@ -219,3 +219,15 @@ def test_dream_flag_and_labels():
     assert resolved.sampler is None and resolved.initialiser == "cluster" and resolved.label == "random+dream"
     d = resolved.as_dict()
     assert d["initialiser"] == "cluster"
+
+
+def test_efficiency_first_checkpoint_and_ratio():
+    from bench.diagnostics import efficiency, mean_curve
+
+    recs = [{"metrics": {"curve": [{"iteration": i, "accuracy": a} for i, a in zip((0, 10, 20, 40), accs)]}}
+            for accs in ((50, 60, 70, 80), (52, 62, 72, 82))]
+    base = mean_curve(recs)
+    assert base == [(0, 51.0), (10, 61.0), (20, 71.0), (40, 81.0)]
+    assert efficiency(base, [(0, 60.0), (10, 81.0), (20, 90.0), (40, 90.0)])["ratio"] == 4.0
+    assert efficiency(base, [(0, 60.0), (10, 70.0)])["first_iteration"] is None
+    assert efficiency(base, [(0, 85.0)])["ratio"] == float("inf")

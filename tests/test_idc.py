@@ -189,7 +189,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
 
 # ------------------------------------------------------------------------------ genuine MNIST
 _SHORT = (("iterations", 1), ("inner_loop", 2), ("curve_points", 0), ("checkpoint_every", 0))
-_EVAL = (("epochs", 100), ("num_models", 1))
+_EVAL = (("epochs", 50), ("num_models", 1))
 
 
 def test_idc_ipc1_beats_random_ipc1_on_mnist_under_the_idc_protocol(data_root, tmp_path):

@@ -173,60 +173,53 @@ def test_grid_as_one_job_array_equals_in_process(slurm_out, tmp_path):
 
 @pytest.mark.slurm
 def test_killed_task_is_reported_failed_and_only_it_reruns(slurm_out):
-    grid = ["--method", "random", "--ipc", "1,2", "--seeds", "0-1", *SMOKE, "--eval-set", "epochs=400"]
+    """SIGKILL one task mid-run (as the OOM killer would): `bench status` says failed within a
+    minute, with the end of its log; `bench run` again resubmits that cell and no other."""
+    grid = ["--method", "random", "--ipc", "1,2,120", *SMOKE, "--eval-set", "epochs=300"]
     runs = resolved_runs(*grid)
+    (run,) = [r for r in runs if r.config.ipc == 120]  # 1200 images x 300 epochs: the long one
+    others = [r for r in runs if r is not run]
     proc = run_bench("run", *grid, "--out", str(slurm_out), *PROFILE)
     assert proc.returncode == 0, proc.stderr
 
-    # the first task to run: let it get going, then SIGKILL its python process (as the OOM killer would)
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline, "no task started within 2 minutes"
-        for r in runs:
-            entry = JobIndex(slurm_out).read(r.run_id)
-            log = Path(entry["stdout"])
-            if log.exists() and "Starting with" in log.read_text() and job_pids(entry["job_id"]):
-                victim = (r, entry)
-                break
+    entry = JobIndex(slurm_out).read(run.run_id)
+    deadline = time.monotonic() + 180
+    while not (Path(entry["stdout"]).exists() and "Starting with" in Path(entry["stdout"]).read_text()
+               and job_pids(entry["job_id"])):
+        assert time.monotonic() < deadline, "the task did not start within 3 minutes"
         time.sleep(0.5)
-    run, entry = victim
-    time.sleep(3)
+    time.sleep(3)  # well into the run: loading data, evaluating
     pids = job_pids(entry["job_id"])
     assert pids, "the task ended before it could be killed"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
-    # `bench status` (the CLI) says failed, with the end of its log, within a minute
-    while True:
+    while True:  # the CLI, as a user would ask
         status = run_bench("status", *grid, "--out", str(slurm_out))
         assert status.returncode == 0, status.stderr
-        line = next(line for line in status.stdout.splitlines() if run.run_id in line and "|" not in line)
+        line = next(line for line in status.stdout.splitlines() if line.endswith(run.run_id))
         if " failed " in line:
             break
         assert time.monotonic() - killed_at < 60, status.stdout
         time.sleep(1)
-    seconds = time.monotonic() - killed_at
-    print(f"bench status reported the killed task failed {seconds:.1f} s after the kill")
-    assert f"--- failed: random digits ipc={run.config.ipc} seed={run.config.seed} ({run.run_id})" in status.stdout
+    print(f"bench status reported the killed task failed {time.monotonic() - killed_at:.1f} s after the kill:")
+    print(status.stdout)
+    assert f"--- failed: random digits ipc=120 seed=0 ({run.run_id}), job {entry['job_id']}" in status.stdout
     assert "    | " in status.stdout  # the last lines of its log
     assert not (slurm_out / "runs" / run.run_id / "record.json").exists()
 
-    others = [r for r in runs if r.run_id != run.run_id]
     statuses = wait_states(others, slurm_out, {"done", "failed"}, timeout=240)
     assert all(s.state == "done" for s in statuses.values())
-    first_job = entry["job_id"]
-
     rerun = run_bench("run", *grid, "--out", str(slurm_out), *PROFILE)
     assert rerun.returncode == 0, rerun.stderr
-    assert "1 cell(s) to run; skipped: 3 done" in rerun.stdout and "submitted 1 cell(s)" in rerun.stdout, rerun.stdout
+    assert "1 cell(s) to run; skipped: 2 done" in rerun.stdout and "submitted 1 cell(s)" in rerun.stdout, rerun.stdout
     new = JobIndex(slurm_out).read(run.run_id)
-    assert new["job_id"] != first_job and new["history"][-1]["job_id"] == first_job
+    assert new["job_id"] != entry["job_id"] and new["history"][-1]["job_id"] == entry["job_id"]
     for r in others:
         assert JobIndex(slurm_out).read(r.run_id)["history"] == []  # never resubmitted
-    final = wait_states([run], slurm_out, {"done", "failed"}, timeout=180)
-    assert final[run.run_id].state == "done", final[run.run_id]
+    # the cell is back on the cluster; seeing it start is enough (the fixture cancels it afterwards)
+    wait_states([run], slurm_out, {"running", "done"}, timeout=120)
 
 
 def _checkpointing_method() -> str | None:
@@ -244,8 +237,8 @@ def test_preempted_distillation_is_requeued_and_resumes_to_the_same_synset(slurm
     method = _checkpointing_method()
     if method is None:
         pytest.skip("no checkpointing synthesis method (idc, dc, dm, dsa) is registered yet")
-    budget = {"idc": ["--set", "iterations=10", "--set", "inner_loop=1"],
-              "dc": ["--set", "iterations=10"], "dsa": ["--set", "iterations=10"],
+    budget = {"idc": ["--set", "iterations=6", "--set", "inner_loop=1"],
+              "dc": ["--set", "iterations=6"], "dsa": ["--set", "iterations=6"],
               "dm": ["--set", "iterations=40"]}[method]
     grid = ["--method", method, "--ipc", "1", *SMOKE, *budget, "--set", "checkpoint_every=1",
             "--set", "curve_points=0", "--eval-set", "epochs=5"]
@@ -335,9 +328,9 @@ def test_local_executor_runs_bench_cells_and_status_sees_them(tmp_path):
     assert "at most 2 at once" in proc.stdout
     runs = resolved_runs(*grid)
     assert all((out / "runs" / r.run_id / "record.json").exists() for r in runs)
-    assert {s.state for s in cell_statuses(runs, out)} == {"done"}
-    status = run_bench("status", *grid, "--ipc", "1,2,3", "--out", str(out))
-    assert status.returncode == 0 and "2 done" in status.stdout and "1 missing" in status.stdout, status.stdout
+    wider = resolved_runs("--method", "random", "--ipc", "1,2,3", *SMOKE)
+    assert [s.state for s in cell_statuses(wider, out)] == ["done", "done", "missing"]
+    assert all(JobIndex(out).read(r.run_id)["executor"] == "local" for r in runs)
 
 
 def test_dead_local_job_is_failed_with_its_log(tmp_path):

@@ -138,17 +138,17 @@ def test_console_script_exit_code_and_single_line():
 
 def test_sigkill_mid_run_leaves_no_partial_record_and_rerun_completes_only_missing(tmp_path):
     out = tmp_path / "store"
-    args = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--ipc", "10", "--seeds", "0-5",
-            "--out", str(out), *SMOKE, "--eval-set", "epochs=150"]
+    args = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--ipc", "10", "--seeds", "0-3",
+            "--out", str(out), *SMOKE, "--eval-set", "epochs=60"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(out.glob("runs/*/record.json"))) < 2:
-        time.sleep(0.05)
-    time.sleep(0.7)  # land somewhere inside the next run
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(out.glob("runs/*/record.json")):
+        time.sleep(0.02)
+    time.sleep(0.5)  # land somewhere inside the next run
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     records = list(out.glob("runs/*/record.json"))
-    assert 2 <= len(records) < 6, "the kill should land mid-grid"
+    assert 1 <= len(records) < 4, "the kill should land mid-grid"
     for path in records:  # every record present is complete and names its own folder
         rec = json.loads(path.read_text())
         assert rec["run_id"] == path.parent.name and "accuracy" in rec
@@ -157,6 +157,6 @@ def test_sigkill_mid_run_leaves_no_partial_record_and_rerun_completes_only_missi
     rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.count("done already") == len(finished)
-    assert len(list(out.glob("runs/*/record.json"))) == 6
+    assert len(list(out.glob("runs/*/record.json"))) == 4
     for path in records:  # finished records were not rewritten
         assert path.parent.name in finished
