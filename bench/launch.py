@@ -15,7 +15,6 @@ to say done / queued / running / failed / missing without SLURM accounting.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re

@@ -3,3 +3,5 @@
 from methods.base import METHODS, Method  # noqa: F401
 from methods import coresets  # noqa: F401
 from methods import idc  # noqa: F401
+from methods import dc  # noqa: F401
+from methods import dm  # noqa: F401

@@ -1,0 +1,135 @@
+"""DM (distribution matching), after VICO ``main_DM.py``.
+
+Per iteration: a fresh randomly initialised ConvNet with frozen parameters (train mode); for every
+class a random real batch and the class's synthetic images, one shared (Siamese) DSA draw for both,
+embeddings of both; loss = sum over classes of ||mean embed(real) - mean embed(syn)||^2; one SGD
+step on the images.
+
+A sampler "step" (what DREAM's re-clustering interval counts) is one iteration: ``step = it - 1``
+for iteration ``it`` = 1..iterations (the network changes every iteration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.augment import DiffAugment
+from bench.matching import siamese_per_class
+from bench.synset import SyntheticSet
+from methods.base import METHODS, Method
+
+
+@dataclass(frozen=True)
+class DMParams:
+    """DM hyperparameters (VICO ``main_DM.py`` defaults and README: lr_img 1, init real, DSA on).
+
+    Departures from the authors' code: the network seed and the Siamese DSA seed come from the
+    run's seeded, checkpointed RNG instead of the wall clock; ``iterations`` counts image updates
+    (the authors' loop runs 0..20000 and evaluates at 20000 before its last update). All classes'
+    real (and synthetic) images go through the network in one forward: identical for instance
+    norm (per sample) and the authors' own choice for batch-norm models. ``smoke``/``reduced``
+    cut ``iterations`` (and, for smoke, ``batch_real``).
+    """
+
+    iterations: int = 20000
+    batch_real: int = 256
+    lr_img: float = 1.0
+    momentum_img: float = 0.5
+    dsa: bool = True
+    batched: bool = True  # one forward over all classes (same maths as the per-class loop)
+    curve_points: int = 0
+    curve_epochs: int = 0
+    curve_models: int = 1
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.batch_real < 1:
+            raise ValueError("iterations must be >= 0 and batch_real >= 1")
+
+
+SCALE_BUDGETS = {"paper": {}, "reduced": {"iterations": 2000}, "smoke": {"iterations": 40, "batch_real": 64}}
+
+
+def dm_loss(embed, real: torch.Tensor, syn: torch.Tensor, batched: bool = True) -> torch.Tensor:
+    """sum_c ||mean embed(real[c]) - mean embed(syn[c])||^2 for real (K, N, ...), syn (K, M, ...)."""
+    k = real.shape[0]
+    if batched:
+        with torch.no_grad():
+            mr = embed(real.reshape(-1, *real.shape[2:])).view(k, real.shape[1], -1).mean(1)
+        ms = embed(syn.reshape(-1, *syn.shape[2:])).view(k, syn.shape[1], -1).mean(1)
+        return torch.sum((mr - ms) ** 2)
+    loss = syn.new_zeros(())
+    for c in range(k):
+        out_real = embed(real[c]).detach()
+        out_syn = embed(syn[c])
+        loss = loss + torch.sum((torch.mean(out_real, dim=0) - torch.mean(out_syn, dim=0)) ** 2)
+    return loss
+
+
+@METHODS.register("dm")
+class DM(Method):
+    name = "dm"
+    Params = DMParams
+    protocol = "dsa"
+    default_sampler = "random"
+
+    @classmethod
+    def default_initialiser(cls, spec, ipc: int) -> str:
+        return "real"
+
+    @classmethod
+    def defaults(cls, spec, ipc: int, scale: str) -> dict:
+        return dict(SCALE_BUDGETS[scale])
+
+    def run(self, ctx) -> SyntheticSet:
+        p = ctx.params
+        dataset = ctx.dataset
+        k, ipc = dataset.num_classes, ctx.ipc
+        synset = ctx.initialise(space="normalized")
+        image_syn = synset.images.detach().clone().requires_grad_(True)
+        opt_img = torch.optim.SGD([image_syn], lr=p.lr_img, momentum=p.momentum_img)
+        augment = DiffAugment(dataset.spec.dsa_strategy, "dsa") if p.dsa else None
+        n_real = min(p.batch_real, dataset.smallest_class())
+
+        def current() -> SyntheticSet:
+            return SyntheticSet(image_syn.detach().clone(), synset.labels.clone(), space="normalized")
+
+        start = 0
+        resumed = ctx.resume()
+        if resumed is not None:
+            start, state = resumed
+            with torch.no_grad():
+                image_syn.copy_(state["images"].to(image_syn.device))
+            opt_img.load_state_dict(state["optimizer"])
+            ctx.sampler.load_state_dict(state.get("sampler", {}))
+        elif ctx.curve_due(0, p.iterations):
+            ctx.evaluate_curve_point(0, current())
+        losses = ctx.metrics.setdefault("loss", [])
+
+        for it in range(start + 1, p.iterations + 1):
+            net = ctx.build_model()
+            net.train()
+            for param in net.parameters():
+                param.requires_grad_(False)
+            with ctx.timer("matching"):
+                real = torch.stack([
+                    dataset.normalise(dataset.train_images[ctx.sampler.sample(c, n_real, net=net, step=it - 1)])
+                    for c in range(k)])
+                syn = image_syn.view(k, ipc, *image_syn.shape[1:])
+                if augment is not None:
+                    draws = [augment.draw(1, shared=True) for _ in range(k)]
+                    real, syn = siamese_per_class(augment, real, syn, draws)
+                loss = dm_loss(net.embed, real, syn, p.batched)
+                opt_img.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_img.step()
+            ctx.check_finite(it, loss.detach(), image_syn.detach())
+            losses.append(float(loss.detach()) / k)
+            if ctx.curve_due(it, p.iterations):
+                ctx.evaluate_curve_point(it, current())
+            ctx.maybe_checkpoint(it, lambda: {"images": image_syn.detach().cpu().clone(),
+                                              "optimizer": opt_img.state_dict(),
+                                              "sampler": ctx.sampler.state_dict()})
+        return current()
