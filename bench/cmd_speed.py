@@ -21,7 +21,6 @@ import torch
 from bench.cli import _split, command
 from bench.errors import BenchError
 
-SHAPES = {"mnist": "mnist", "cifar10": "cifar10"}
 
 
 def _random_dataset(name: str, per_class: int = 300, test_per_class: int = 10):
@@ -82,15 +81,17 @@ class _PeakRSS:
 
 
 def time_method(method: str, dataset, ipc: int, iterations: int, per_class: bool, device: torch.device,
-                overrides: dict | None = None, seed: int = 0) -> dict:
-    """Run ``iterations`` iterations of a method; seconds per iteration, phase split, peak memory."""
+                overrides: dict | None = None, seed: int = 0, sampler: str | None = None,
+                initialiser: str | None = None) -> dict:
+    """Run ``iterations`` iterations of a method; seconds per iteration, phase split, peak memory.
+    With DREAM's sampler, also the clustering share of an iteration at I_int = 10 (``dream_share``)."""
     from bench.config import RunConfig, resolve
     from bench.context import RunContext
     from bench.seeding import seed_everything
 
     params = {"iterations": iterations, "batched": not per_class, "curve_points": 0, **(overrides or {})}
     resolved = resolve(RunConfig(method=method, dataset=dataset.name, ipc=ipc, seed=seed, scale="paper",
-                                 params=tuple(sorted(params.items()))))
+                                 params=tuple(sorted(params.items())), sampler=sampler, initialiser=initialiser))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(resolved, dataset.to(device), device, Path(tmp), checkpoint_every=0)
         seed_everything(seed)
@@ -105,8 +106,13 @@ def time_method(method: str, dataset, ipc: int, iterations: int, per_class: bool
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss.mb
     phases = {k: v / max(iterations, 1) for k, v in ctx.timer.seconds.items() if k != "initialisation"}
-    return {"s_per_it": wall / max(iterations, 1), "cpu_s_per_it": cpu / max(iterations, 1),
-            "phases": phases, "peak_mb": peak}
+    out = {"s_per_it": wall / max(iterations, 1), "cpu_s_per_it": cpu / max(iterations, 1),
+           "phases": phases, "peak_mb": peak}
+    if "sampler" in ctx.metrics.get("dream", {}):
+        from bench.dream import clustering_share_at
+
+        out["dream_share"] = clustering_share_at(ctx, wall, interval=10)
+    return out
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -119,6 +125,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="method parameter override for every cell, e.g. batch_real=128 (repeatable)")
     p.add_argument("--data-root", type=Path, help="load real MNIST/CIFAR-10 from here (default: random tensors)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    p.add_argument("--dream", action="store_true",
+                   help="also time each method with DREAM (representative sampler + cluster init) and "
+                        "report the clustering share of an iteration at I_int = 10")
 
 
 @command("speed", "seconds per iteration and peak memory of each synthesis method (small fixed config)", _args)
@@ -146,11 +155,20 @@ def cmd_speed(args) -> int:
                 phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["phases"].items()))
                 rows.append([m, f"{dataset.channels}x{dataset.size}x{dataset.size}", ipc,
                              "per-class" if args.per_class else "batched", f"{r['s_per_it']:.2f}",
-                             f"{r['cpu_s_per_it']:.2f}", phases, f"{r['peak_mb']:.0f}"])
+                             f"{r['cpu_s_per_it']:.2f}", phases, f"{r['peak_mb']:.0f}", ""])
                 print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
+                if args.dream and METHODS.get(m).default_sampler is not None:
+                    r = time_method(m, dataset, ipc, args.iterations, args.per_class, device, extra,
+                                    sampler="representative", initialiser="cluster")
+                    phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["phases"].items()))
+                    rows.append([f"{m}+dream", f"{dataset.channels}x{dataset.size}x{dataset.size}", ipc,
+                                 "per-class" if args.per_class else "batched", f"{r['s_per_it']:.2f}",
+                                 f"{r['cpu_s_per_it']:.2f}", phases, f"{r['peak_mb']:.0f}",
+                                 f"{100 * r['dream_share']:.1f}%"])
+                    print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
     print()
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"iterations per cell {args.iterations}, overrides {overrides or 'none'}")
     print(tabulate(rows, headers=["method", "input", "IPC", "mode", "s/iter (wall)", "CPU s/iter",
-                                  "phases s/iter", "peak MB"]))
+                                  "phases s/iter", "peak MB", "clustering share @I_int=10"]))
     return 0

@@ -86,8 +86,9 @@ downsampling), as the authors' ``--f2_init kmean``. Recorded under ``metrics["dr
 Record keys (``record["metrics"]["dream"]``)
 --------------------------------------------
 ``sampler``: {name, N, n, interval, sources {N, n, interval: "params" | "default"}, feature_space,
-pipeline, batch_rule, init_draw, handling, dedupe, reclusterings, duplicates, empty_clusters,
-empty_after_reseed, kmeans_iterations_max, requested_batch, returned_batch, clustering_s}.
+pipeline, batch_rule, step_rule, init_draw, handling, dedupe, kmeans, calls (sample calls, all
+classes), reclusterings (per class: a round over all classes counts num_classes), duplicates,
+empty_clusters, empty_after_reseed, requested_batch, returned_batch, clustering_s}.
 ``init``: {name, k_per_class, factor, feature_space, pipeline, net, net_seed, duplicates,
 empty_clusters, empty_after_reseed, clustering_s, handling}. Diagnostics are described in :mod:`bench.diagnostics`.
 """
@@ -260,7 +261,7 @@ class _FeatureSampler(RealSampler):
         self._last_step: dict[int, int] = {}
         self._count: dict[int, int] = {}  # clusterings per class so far (seeds the next one)
         self._fresh: tuple[int, int, torch.Tensor] | None = None  # (class, call, features) for diagnostics
-        self.stats = {"reclusterings": 0, "duplicates": 0, "empty_clusters": 0, "empty_after_reseed": 0,
+        self.stats = {"calls": 0, "reclusterings": 0, "duplicates": 0, "empty_clusters": 0, "empty_after_reseed": 0,
                       "requested_batch": None, "returned_batch": None, "clustering_s": 0.0}
         self.info = {"name": self.name, "N": self.N, "n": self.n, "interval": self.interval,
                      "sources": {"N": n_src, "n": p_src, "interval": i_src},
@@ -312,6 +313,7 @@ class _FeatureSampler(RealSampler):
         elif self._fresh is not None and (self._fresh[0] != c or self._fresh[1] != step):
             self._fresh = None
         self._last_step[c] = step
+        self.stats["calls"] += 1
         chosen = self._cache[c]["indices"]
         self._observe(c, chosen, net, step)
         return chosen
@@ -463,3 +465,23 @@ class ClusterInitialiser(SelectionInitialiser):
             self._stats[key] += info[key]
         self._stats["clustering_s"] += time.perf_counter() - t0
         return ix[pos.to(ix.device)]
+
+
+# ------------------------------------------------------------------------------------ cost
+def clustering_share_at(ctx, wall_s: float, interval: int = DEFAULT_INTERVAL) -> float:
+    """The share of a matching step's wall time that representative matching spends clustering
+    when one round (every class) runs every ``interval`` steps, from a timed run of any length:
+    C = clustering seconds per round (``clustering_s`` / rounds, rounds = reclusterings / classes),
+    T = the rest of a step (wall - initialisation - clustering - diagnostics - evaluation, over
+    steps = sample calls / classes); share = (C / interval) / (T + C / interval). With IDC's
+    inner_loop and DC's outer_loop multiples of ``interval`` this is also the share of an iteration."""
+    rec = ctx.metrics["dream"]["sampler"]
+    k = ctx.dataset.num_classes
+    rounds = rec["reclusterings"] / k
+    steps = rec["calls"] / k
+    if not rounds or not steps:
+        return 0.0
+    per_round = rec["clustering_s"] / rounds
+    other = sum(ctx.timer.seconds.get(phase, 0.0) for phase in ("initialisation", "diagnostics", "evaluation"))
+    rest = max(wall_s - other - rec["clustering_s"], 0.0) / steps
+    return (per_round / interval) / (rest + per_round / interval)

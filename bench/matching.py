@@ -238,8 +238,8 @@ def per_class_real_gradients(net: nn.Module, real: torch.Tensor, with_1d: bool =
             elif isinstance(m, nn.GroupNorm):
                 inputs.append(h)
                 h = F.group_norm(h, m.num_groups, det(m.weight), det(m.bias), m.eps)
-            else:
-                h = m(h)
+            else:  # never in place: the saved layer outputs must keep their values and graph
+                h = F.relu(h) if isinstance(m, nn.ReLU) else m(h.clone() if getattr(m, "inplace", False) else h)
                 continue
             if not h.requires_grad:
                 h.requires_grad_(True)

@@ -345,10 +345,13 @@ def _features(rec: dict, dataset, images):
 
 def _tsne(features: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     n = len(features)
     perplexity = float(max(2.0, min(30.0, (n - 1) / 3.0)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+    with threadpool_limits(1):  # OpenMP spinning is slow on a busy machine; a few hundred points need no threads
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                    method="exact" if n <= 1000 else "barnes_hut").fit_transform(features.astype(np.float64))
 
 
 def _class_real(dataset, c: int, max_points: int, seed: int):
@@ -403,7 +406,10 @@ def plot_clusters(collected, folder: Path, data_root=None) -> FigureResult:
         fr, fs = feats[:len(real)], feats[len(real):]
         k = f.n_clusters or 8
         k = max(1, min(k, len(fr)))
-        km = KMeans(n_clusters=k, n_init=3, random_state=int(rec["seed"])).fit(fr)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            km = KMeans(n_clusters=k, n_init=3, random_state=int(rec["seed"])).fit(fr)
         nearest = [int(np.argmin(((fr - centre) ** 2).sum(1))) for centre in km.cluster_centers_]
         xy = _tsne(np.concatenate([fr, fs]), int(rec["seed"]))
         xr, xs = xy[:len(fr)], xy[len(fr):]

@@ -1,0 +1,143 @@
+"""DC, DSA and DM: losses, loop table, resume, divergence, and a small genuine-MNIST check."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from bench.config import RunConfig, resolve
+from bench.context import DivergenceError, RunContext
+from bench.datasets import DataOptions, load_dataset
+from bench.errors import BenchError
+from bench.models import ConvNet
+from bench.runner import execute
+from bench.seeding import seed_everything
+from methods.dm import dm_loss
+from tests.conftest import run_bench
+
+
+def test_dm_loss_zero_when_synthetic_embeddings_equal_real_mean():
+    torch.manual_seed(0)
+    real = torch.randn(3, 6, 1, 28, 28)
+    # a linear embedding (flatten): the mean image has exactly the mean embedding
+    syn = real.mean(1, keepdim=True)
+    assert float(dm_loss(torch.nn.Flatten(), real, syn)) == pytest.approx(0.0, abs=1e-10)
+    # a random ConvNet: the real batch itself as the synthetic set has the same mean embedding
+    net = ConvNet(1, 3, 28, width=16)
+    with torch.no_grad():
+        assert float(dm_loss(net.embed, real, real.clone())) == pytest.approx(0.0, abs=1e-8)
+        assert float(dm_loss(net.embed, real, real[:, :2])) > 0
+
+
+def test_dm_batched_equals_per_class_loop():
+    torch.manual_seed(0)
+    net = ConvNet(3, 4, 32, width=16).double()
+    real, syn = torch.randn(4, 5, 3, 32, 32).double(), torch.randn(4, 2, 3, 32, 32).double()
+    a = syn.clone().requires_grad_(True)
+    b = syn.clone().requires_grad_(True)
+    la, lb = dm_loss(net.embed, real, a, True), dm_loss(net.embed, real, b, False)
+    ga, = torch.autograd.grad(la, a)
+    gb, = torch.autograd.grad(lb, b)
+    assert torch.allclose(la, lb, rtol=1e-10) and torch.allclose(ga, gb, rtol=1e-8, atol=1e-14)
+
+
+def test_ipc_outside_the_loop_table_needs_explicit_loops():
+    with pytest.raises(BenchError, match="IPC 7 is not in the authors' loop table"):
+        resolve(RunConfig("dc", "digits", 7, scale="smoke"))
+    params = resolve(RunConfig("dc", "digits", 7, scale="smoke",
+                               params=(("inner_loop", 5), ("outer_loop", 3)))).params
+    assert (params.outer_loop, params.inner_loop) == (3, 5)
+    assert (resolve(RunConfig("dsa", "digits", 10)).params.outer_loop,
+            resolve(RunConfig("dsa", "digits", 10)).params.inner_loop) == (10, 50)
+    assert resolve(RunConfig("dc", "digits", 1)).initialiser == "noise"
+    assert resolve(RunConfig("dsa", "digits", 1)).initialiser == "real"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(RunContext):
+    """A context that stops the run (as a kill would) right after iteration ``stop`` finished."""
+
+    stop = 0
+
+    def maybe_checkpoint(self, iteration, state_fn):
+        super().maybe_checkpoint(iteration, state_fn)
+        if iteration == self.stop:
+            raise _Interrupt(iteration)
+
+
+def _run(resolved, dataset, run_dir, ctx_cls=RunContext, **kw):
+    seed_everything(resolved.config.seed)  # what the runner does before every run
+    ctx = ctx_cls(resolved, dataset, torch.device("cpu"), run_dir, checkpoint_every=2)
+    for key, value in kw.items():
+        setattr(ctx, key, value)
+    return resolved.method_cls().run(ctx), ctx
+
+
+@pytest.mark.parametrize("method,params", [
+    ("dsa", (("batch_real", 4), ("inner_loop", 1), ("iterations", 4), ("outer_loop", 2))),
+    ("dm", (("batch_real", 8), ("iterations", 4))),
+])
+def test_resume_is_bit_identical(tmp_path, method, params):
+    resolved = resolve(RunConfig(method, "digits", 2, seed=3, scale="smoke", params=params))
+    dataset = load_dataset("digits", None, resolved.data)
+    full, _ = _run(resolved, dataset, tmp_path / "full")
+    with pytest.raises(_Interrupt):
+        _run(resolved, dataset, tmp_path / "cut", _StopAfter, stop=3)  # checkpoint at 2, dies after 3
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    resumed, ctx = _run(resolved, dataset, tmp_path / "cut")
+    assert ctx.metrics["resumed_at"] == [2]
+    assert torch.equal(resumed.images, full.images)
+    assert len(ctx.metrics["loss"]) == 4
+
+
+def test_divergence_stops_with_one_line_and_no_record(tmp_path):
+    out = tmp_path / "results"
+    proc = run_bench("run", "--method", "dc", "--dataset", "digits", "--ipc", "1", "--scale", "smoke",
+                     "--set", "lr_img=1e38", "--set", "iterations=3", "--set", "batch_real=8",
+                     "--out", str(out), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "non-finite at iteration 1" in lines[0]
+    assert not list(out.glob("runs/*/record.json"))
+
+
+def test_check_finite_names_iteration(tmp_path):
+    resolved = resolve(RunConfig("dm", "digits", 1, scale="smoke"))
+    ctx = RunContext(resolved, load_dataset("digits", None, resolved.data), torch.device("cpu"), tmp_path)
+    with pytest.raises(DivergenceError, match="synthetic images became non-finite at iteration 7"):
+        ctx.check_finite(7, 1.0, torch.tensor([0.0, float("inf")]))
+
+
+# --------------------------------------------------------------------------------- genuine MNIST
+EVAL = (("augment", "dsa"), ("epochs", 300), ("num_models", 1))
+DATA = DataOptions(max_train_per_class=300, max_test_per_class=100)
+
+
+def _accuracy(method, seed, data_root, out, params=(), initialiser=None):
+    resolved = resolve(RunConfig(method, "mnist", 1, seed=seed, scale="smoke", params=params, eval=EVAL,
+                                 data=DATA, initialiser=initialiser))
+    record, _ = execute(resolved, out, data_root, "cpu")
+    return record["accuracy"]["mean"]
+
+
+@pytest.mark.slow
+def test_dc_and_dm_beat_random_on_mnist(data_root, tmp_path):
+    """IPC 1, same evaluation for all (ConvNet-3, 300 epochs, DSA), mean of 2 seeds."""
+    acc = {m: [] for m in ("random", "dc", "dm")}
+    for seed in (0, 1):
+        acc["random"].append(_accuracy("random", seed, data_root, tmp_path))
+        acc["dc"].append(_accuracy("dc", seed, data_root, tmp_path,
+                                   (("batch_real", 32), ("iterations", 8))))
+        acc["dm"].append(_accuracy("dm", seed, data_root, tmp_path,
+                                   (("batch_real", 32), ("iterations", 40))))
+    means = {m: statistics.fmean(v) for m, v in acc.items()}
+    print(json.dumps({"per_seed": acc, "means": means}))
+    assert means["dc"] >= means["random"] + 10, means
+    assert means["dm"] >= means["random"] + 5, means
