@@ -83,6 +83,13 @@ class's images (in the initialiser's ``space``: raw for ``unit``, normalised for
 each centre. For factor 2 (IDC), ``SelectionInitialiser`` tiles the ``4 * ipc`` images 2x2 (nearest
 downsampling), as the authors' ``--f2_init kmean``. Recorded under ``metrics["dream"]["init"]``.
 
+**Timing.** Re-clustering (embedding + k-means + picks) is timed under the ``clustering`` phase.
+The methods call the sampler inside their own ``matching`` timer, so ``matching`` *includes*
+``clustering`` (phases nest); the run's clustering share is ``phases["clustering"] / distill_s``
+(``distill_s`` also holds the curve evaluations; subtract ``phases["evaluation"]`` for the share of
+distillation proper). :func:`clustering_share_at` amortises a timed run to one round every I_int
+steps (``bench speed --dream``).
+
 Record keys (``record["metrics"]["dream"]``)
 --------------------------------------------
 ``sampler``: {name, N, n, interval, sources {N, n, interval: "params" | "default"}, feature_space,

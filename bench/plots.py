@@ -163,7 +163,13 @@ def _finish(fig, spec: Spec, subtitle: str, folder: Path, scale: str) -> list[Pa
     return paths
 
 
-def _references(ax, spec: Spec) -> None:
+def _references(ax, spec: Spec, datasets=()) -> None:
+    """The paper's lines, only on figures of the paper's dataset (or its stand-in, e.g. cifar10-jpeg)."""
+    from bench.specs import PAPER_STAND_INS
+
+    own = set(spec.grid.datasets)
+    if datasets and not any(d in own or PAPER_STAND_INS.get(d) in own for d in datasets):
+        return
     for ref in spec.figure.references:
         if ref.axis == "x":
             ax.axvline(ref.value, ls="--", lw=0.9, color="0.35")
@@ -214,7 +220,7 @@ def plot_line(collected, folder: Path) -> FigureResult:
             ax.fill_between(xs, means - stds, means + stds, color=colours[key], alpha=0.2, lw=0)
         res.records += len(recs)
     for ax, title in zip(axes, panels):
-        _references(ax, spec)
+        _references(ax, spec, [c.dataset for c, _ in groups])
         ax.set_xlabel(f.xlabel or f.x)
         ax.set_ylabel(f.ylabel or f.y)
         if f.logx:
@@ -251,7 +257,7 @@ def plot_param(collected, folder: Path) -> FigureResult:
         xs, ms, ss, ns = zip(*points)
         ax.errorbar(xs, ms, yerr=ss, marker="o", ms=4, capsize=3, lw=1.3, color=colours[label],
                     label=f"{label} (n={min(ns)}-{max(ns)} seeds)" if min(ns) != max(ns) else f"{label} (n={ns[0]} seeds)")
-    _references(ax, spec)
+    _references(ax, spec, [c.dataset for c, _ in groups])
     if f.logx:
         ax.set_xscale("log")
         xs_all = sorted({p[0] for pts in series.values() for p in pts})

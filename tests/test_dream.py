@@ -20,6 +20,15 @@ from bench.samplers import SAMPLERS
 CLASSES, PER_CLASS = 3, 200
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on two shared cores torch's spinning OpenMP threads slow tiny steps down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _params(**kw):
     base = dict(dream_clusters=None, dream_per_cluster=None, dream_interval=None, diagnostics_every=0)
     base.update(kw)
