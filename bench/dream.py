@@ -316,11 +316,11 @@ class _FeatureSampler(RealSampler):
             self.stats["clustering_s"] += time.perf_counter() - t0
             self.stats["requested_batch"] = n
             self.stats["returned_batch"] = int(len(pos))
-            self._publish()
         elif self._fresh is not None and (self._fresh[0] != c or self._fresh[1] != step):
             self._fresh = None
         self._last_step[c] = step
         self.stats["calls"] += 1
+        self._publish()  # every call, so the record's counters are current at any checkpoint
         chosen = self._cache[c]["indices"]
         self._observe(c, chosen, net, step)
         return chosen

@@ -120,8 +120,9 @@ def _scheduler(protocol: EvalProtocol, optimizer: torch.optim.Optimizer, epochs:
 
 
 def train_and_test(model_name: str, images: torch.Tensor, labels: torch.Tensor, dataset,
-                   protocol: EvalProtocol, seed: int, desc: str = "") -> ModelResult:
-    """Train one freshly initialised network on (images, labels); test it on the test split."""
+                   protocol: EvalProtocol, seed: int, desc: str = "", pipeline: str = "vico") -> ModelResult:
+    """Train one freshly initialised network on normalised (images, labels); test it on the test
+    split, normalised with the same statistics (``pipeline``) as the training images."""
     seed_everything(seed)
     device = images.device
     model = build_model(model_name, dataset).to(device)
@@ -133,7 +134,8 @@ def train_and_test(model_name: str, images: torch.Tensor, labels: torch.Tensor, 
     augment = augmenter_for(protocol, dataset)
     check_at = {round(epochs * k / protocol.test_checks) for k in range(1, protocol.test_checks + 1)}
     checks: dict[int, float] = {}
-    test_x, test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
+    test_x = dataset.normalise(dataset.test_images.to(device), pipeline)
+    test_y = dataset.test_labels.to(device)
     n = len(images)
     start = time.perf_counter()
     model.train()
@@ -171,7 +173,7 @@ def evaluate_synset(synset, dataset, model_names: list[str], protocol: EvalProto
     results: dict[str, list[ModelResult]] = {}
     for m, name in enumerate(model_names):
         results[name] = [
-            train_and_test(name, images, labels, dataset, protocol,
+            train_and_test(name, images, labels, dataset, protocol, pipeline=synset.pipeline,
                            seed=_eval_seed(seed, m, k), desc=f"eval {name} {k + 1}/{protocol.num_models}")
             for k in range(protocol.num_models)
         ]

@@ -74,6 +74,9 @@ def test_representative_returns_distinct_indices_of_the_class(mnist, net, tmp_pa
     assert len(torch.unique(default.sample(1, 48, net=net))) == 48
     rec = ctx.metrics["dream"]["sampler"]
     assert rec["N"] == 32 and rec["reclusterings"] == CLASSES and rec["returned_batch"] == 32
+    sampler.sample(0, 64, net=net, step=1)  # cached: no clustering, but the record's call count moves
+    assert ctx.metrics["dream"]["sampler"]["calls"] == CLASSES + 1
+    assert ctx.metrics["dream"]["sampler"]["reclusterings"] == CLASSES
     assert {"duplicates", "empty_clusters", "empty_after_reseed", "handling"} <= set(rec)
     assert ctx.timer.seconds["clustering"] > 0
 
