@@ -4,6 +4,7 @@ synthetic set. Samplers and initialisers come from the run context, never from t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.config import build_params
@@ -14,6 +15,24 @@ METHODS: Registry[type["Method"]] = Registry("method")
 
 DREAM_SAMPLER = "representative"
 DREAM_INITIALISER = "cluster"
+
+
+@dataclass(frozen=True)
+class MatchingSwitches:
+    """Knobs every matching method accepts though the method never reads them: the DREAM sampler
+    (:mod:`bench.dream`) and the diagnostics (:mod:`bench.diagnostics`) read them from the run's
+    params. Method Params inherit these, so ``--set dream_interval=20`` is validated like any field.
+    """
+
+    dream_clusters: int = 128  # N sub-clusters (the paper's default)
+    dream_per_cluster: int = 1  # n samples nearest each centre
+    dream_interval: int = 10  # I_int: re-cluster every I_int sampler steps (the method defines a step)
+    dream_dedupe: bool = True  # replace duplicate picks with the next-nearest unused sample
+    diagnostics_every: int = 0  # observe the matched batch every k sampler calls per class (0: off)
+    diagnostics_classes: tuple[int, ...] = (0,)
+    diagnostics_grad_norms: bool = True
+    diagnostics_track_every: int = 0  # Fig 4a tracking interval (0: diagnostics_every)
+    diagnostics_track_index: int = 0
 
 
 class Method:

@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.augment import DiffAugment, cutmix
+from bench.diagnostics import track_synthetic
 from bench.synset import SyntheticSet, decode_multi_formation
-from methods.base import DREAM_SAMPLER, METHODS, Method
+from methods.base import MatchingSwitches, DREAM_SAMPLER, METHODS, Method
 
 # Datasets the authors' ``--reproduce`` treats like MNIST/Fashion (L1 metric, base lr_img 1e-4).
 _GREY = ("mnist", "fashionmnist", "digits")
@@ -49,7 +50,7 @@ _BIG_N_DATA = ("cifar10", "cifar100", "cifar10-jpeg")
 
 
 @dataclass(frozen=True)
-class IDCParams:
+class IDCParams(MatchingSwitches):
     """IDC hyperparameters (authors' ``argument.py`` + ``misc/reproduce.py``; algorithms.md 2.5, 3).
 
     Where the paper and the code differ, the code wins:
@@ -284,5 +285,6 @@ class IDC(Method):
             ctx.metrics.setdefault("loss", []).append(mean_loss)
             if ctx.curve_due(it + 1, total):
                 ctx.evaluate_curve_point(it + 1, current())
+            track_synthetic(ctx, images.detach(), it + 1, space="unit", pipeline="idc")  # Fig 4a
             ctx.maybe_checkpoint(it + 1, state)
         return current()
