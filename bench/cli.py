@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.store import code_version
+
+    code_version()  # pin the code version this process runs (see store.code_version)
     parser = build_parser()
     args = parser.parse_args(argv)
     _, _, run = COMMANDS.get(args.command)

@@ -58,6 +58,7 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
     if store.has_record(run_id) and not force:
         return store.read_record(run_id), False
     configure_threads()
+    version = code_version()  # before the run: the code this process loaded (cached)
     dev = pick_device(device)
     dataset = load_dataset(resolved.config.dataset, data_root, resolved.data).to(dev)
     started = datetime.now(timezone.utc)
@@ -101,7 +102,7 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
         "timings": {"distill_s": distill_s, "eval_s": eval_s, "total_s": distill_s + eval_s,
                     "phases": ctx.timer.seconds},
         "peak_memory_mb": peak,
-        "code_version": code_version(),
+        "code_version": version,
         "packages": package_versions(),
         "device": device_info(dev),
         "started_at": started.isoformat(),

@@ -8,6 +8,7 @@ file system); they never write the same file.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -23,8 +24,12 @@ from bench.errors import BenchError
 PACKAGES = ("torch", "torchvision", "numpy", "fast-pytorch-kmeans", "scikit-learn", "scipy", "pandas", "submitit")
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The git commit of the harness (with a dirty flag) and its package version."""
+    """The git commit of the harness (with a dirty flag) and its package version.
+
+    Cached on first call, which the CLI makes at start-up: the record must name the code this
+    process loaded, not whatever the checkout holds when a long run finishes."""
     from bench import __version__
 
     root = Path(__file__).resolve().parent.parent

@@ -87,6 +87,8 @@ class DC(Method):
         d["dsa"] = cls.dsa
         if ipc in GET_LOOPS:
             d["outer_loop"], d["inner_loop"] = GET_LOOPS[ipc]
+        if scale == "smoke":  # the same number of matching steps at every IPC (IPC 10: 10 a iteration)
+            d["iterations"] = max(1, d["iterations"] // d.get("outer_loop", 1))
         return d
 
     @classmethod
