@@ -192,19 +192,9 @@ def _as_nchw_uint8(data) -> torch.Tensor:
     return t.contiguous()
 
 
-def _load_mnist_like(cls_name: str):
-    def load(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
-        train, test = _torchvision_load(spec, root, cls_name, lambda t: {"train": t})
-        return RawSplits(
-            _as_nchw_uint8(train.data), torch.as_tensor(train.targets),
-            _as_nchw_uint8(test.data), torch.as_tensor(test.targets),
-            list(train.classes),
-        )
+def _load_train_flag(cls_name: str):
+    """MNIST, FashionMNIST, CIFAR10 and CIFAR100: torchvision classes split by ``train=``."""
 
-    return load
-
-
-def _load_cifar(cls_name: str):
     def load(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
         train, test = _torchvision_load(spec, root, cls_name, lambda t: {"train": t})
         return RawSplits(
@@ -345,18 +335,18 @@ _MNIST_FILES = tuple(
 
 for _spec in (
     DatasetSpec("mnist", 1, 28, 10, (0.1307,), (0.3081,), None, None, "mnist",
-                tuple(f.format(cls="MNIST") for f in _MNIST_FILES), _load_mnist_like("MNIST"),
+                tuple(f.format(cls="MNIST") for f in _MNIST_FILES), _load_train_flag("MNIST"),
                 dsa_strategy="color_crop_cutout_scale_rotate", idc_metric="l1"),
     DatasetSpec("fashionmnist", 1, 28, 10, (0.2861,), (0.3530,), None, None, "fashionmnist",
                 tuple(f.format(cls="FashionMNIST") for f in _MNIST_FILES),
-                _load_mnist_like("FashionMNIST"), idc_metric="l1"),
+                _load_train_flag("FashionMNIST"), idc_metric="l1"),
     DatasetSpec("svhn", 3, 32, 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), None, None,
                 "svhn", ("train_32x32.mat", "test_32x32.mat"), _load_svhn,
                 dsa_strategy="color_crop_cutout_scale_rotate"),
     DatasetSpec("cifar10", 3, 32, 10, *_CIFAR10_STATS, None, None, "cifar10",
-                ("cifar-10-batches-py/",), _load_cifar("CIFAR10"), resnet_branch="cifar"),
+                ("cifar-10-batches-py/",), _load_train_flag("CIFAR10"), resnet_branch="cifar"),
     DatasetSpec("cifar100", 3, 32, 100, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762),
-                *_CIFAR10_STATS, "cifar100", ("cifar-100-python/",), _load_cifar("CIFAR100"),
+                *_CIFAR10_STATS, "cifar100", ("cifar-100-python/",), _load_train_flag("CIFAR100"),
                 resnet_branch="cifar"),
     DatasetSpec("cifar10-jpeg", 3, 32, 10, *_CIFAR10_STATS, None, None, "cifar10-jpeg",
                 ("cifar10-jpeg.tar.gz",), _load_cifar10_jpeg, resnet_branch="cifar",
