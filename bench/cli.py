@@ -127,6 +127,20 @@ def print_summary(records: list[dict]) -> None:
     print(tabulate(rows, headers=["method", "dataset", "IPC", "seed", "scale", "acc % (models)", "n", "seconds", "run id"]))
 
 
+def print_planned(resolved: list, out: Path) -> None:
+    """``bench run --dry-run`` for plain method grids: what would run, and what is done already."""
+    from tabulate import tabulate
+
+    from bench.store import RunStore
+
+    store = RunStore(out)
+    rows = [[i, r.label, r.config.dataset, r.config.ipc, r.config.seed, r.config.scale, r.run_id,
+             "done" if store.has_record(r.run_id) else "to run"] for i, r in enumerate(resolved, 1)]
+    print(tabulate(rows, headers=["#", "method", "dataset", "IPC", "seed", "scale", "run id", "status"]))
+    done = sum(row[-1] == "done" for row in rows)
+    print(f"\n{len(rows)} runs: {done} done, {len(rows) - done} to run")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     add_run_selection(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
@@ -142,7 +156,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", help="run the grid of tables/tableN.toml (e.g. 1); see `bench tables --list`")
     p.add_argument("--fig", help="run the grid of figures/figX.toml (e.g. 4b)")
     p.add_argument("--datasets", help="with --table/--fig: these datasets instead of the spec's (e.g. digits)")
-    p.add_argument("--dry-run", action="store_true", help="with --table/--fig: list the cells, ids and status")
+    p.add_argument("--dry-run", action="store_true", help="list the runs (or a spec's cells), their ids and "
+                                                          "status, and run nothing")
 
 
 @command("run", "run methods on datasets (skips runs whose record exists)", _run_args)
@@ -162,6 +177,9 @@ def cmd_run(args) -> int:
     resolved = prepare(configs, args.data_root, args.out)
     if args.print_config:
         print(json.dumps([dict(r.as_dict(), run_id=r.run_id) for r in resolved], indent=1))
+        return 0
+    if args.dry_run:
+        print_planned(resolved, args.out)
         return 0
     if args.executor:
         from bench.launch import launch
