@@ -34,10 +34,11 @@ request (n > 1 and n_req not a multiple of n) the first ``n_req`` picks in clust
 
 **Step.** ``step`` is the counter the method passes (its matching step; each method documents what
 it counts). Class ``c`` is re-clustered when it has no cached batch, when ``step // I_int`` differs
-from the block of its last clustering (a new block of I_int steps), when ``step`` went backwards
-(a method whose counter restarts, e.g. IDC's inner-loop counter ``ot`` with a new network every
-outer iteration: it re-clusters at ``ot = 0`` exactly as the authors' ``ot % interval == 0``), or
-when the requested batch size changed. For IDC with 100 inner steps per outer iteration, either a
+from the block of its last clustering (a new block of I_int steps), when ``step`` did not advance
+since the class's previous call (a method whose counter restarts, e.g. IDC's inner-loop counter
+``ot`` with a new network every outer iteration: it re-clusters at ``ot = 0`` exactly as the
+authors' ``ot % interval == 0``, including with ``inner_loop = 1``, where ``ot`` is 0 at every
+call), or when the requested batch size changed. Every method calls once per class per step. For IDC with 100 inner steps per outer iteration, either a
 global or an inner counter gives the authors' schedule: 10 clusterings per class per outer iteration.
 
 **Seeding.** The authors' code has no seed for the k-means initialisation (torch's global RNG). Here
@@ -274,7 +275,7 @@ class _FeatureSampler(RealSampler):
                      "sources": {"N": n_src, "n": p_src, "interval": i_src},
                      "feature_space": self.space, "pipeline": self.pipeline,
                      "batch_rule": "N_eff = min(N, ceil(n_req / n), class size); returns min(n_req, N_eff * n)",
-                     "step_rule": "re-cluster when step // interval changes, step decreases, or n_req changes"}
+                     "step_rule": "re-cluster when step // interval changes, step does not advance, or n_req changes"}
         self._publish()
 
     name = "feature"
@@ -294,7 +295,7 @@ class _FeatureSampler(RealSampler):
         last = self._last_step.get(c)
         if cache is None or cache["n_req"] != n_req:
             return True
-        if last is not None and step < last:
+        if last is not None and step <= last:  # the counter restarted: a new network (see module doc)
             return True
         return step // self.interval != cache["step"] // self.interval
 

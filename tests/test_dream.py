@@ -118,6 +118,8 @@ def test_reclustering_schedule_and_exact_resume(mnist, net, tmp_path):
     assert s.stats["reclusterings"] == 3
     s.sample(0, 8, net=net, step=0)  # a counter that restarts (IDC's inner loop) re-clusters
     assert s.stats["reclusterings"] == 4
+    s.sample(0, 8, net=net, step=0)  # inner_loop = 1: ot is 0 at every new network, which re-clusters too
+    assert s.stats["reclusterings"] == 5
     state = s.state_dict()
     twin = SAMPLERS.get("representative")(mnist, make_ctx(mnist, tmp_path, dream_clusters=8, dream_interval=10))
     twin.load_state_dict(state)
