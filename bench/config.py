@@ -77,6 +77,9 @@ class RunConfig:
     data: DataOptions | None = None  # None: the scale preset's
 
 
+OPERATIONAL_PARAMS = frozenset({"checkpoint_every"})  # left out of run and cell ids
+
+
 @dataclass(frozen=True)
 class ResolvedRun:
     config: RunConfig
@@ -111,14 +114,21 @@ class ResolvedRun:
             "data": dataclasses.asdict(self.data),
         }
 
+    def identity(self) -> dict:
+        """What the run's result depends on: the resolved config less the operational parameters
+        (how often to checkpoint changes nothing in the result: resume is bit-identical, tested)."""
+        d = self.as_dict()
+        d["params"] = {k: v for k, v in d["params"].items() if k not in OPERATIONAL_PARAMS}
+        return d
+
     @property
     def run_id(self) -> str:
-        return stable_hash(self.as_dict())
+        return stable_hash(self.identity())
 
     @property
     def cell_id(self) -> str:
         """The same run without its seed: the seeds of one table cell share it."""
-        d = self.as_dict()
+        d = self.identity()
         d.pop("seed")
         return stable_hash(d)
 
