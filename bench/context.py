@@ -4,6 +4,7 @@ checkpoints and the accuracy-vs-iteration curve. Methods never touch the store o
 from __future__ import annotations
 
 import math
+import sys
 import os
 import time
 from contextlib import contextmanager
@@ -118,6 +119,16 @@ class RunContext:
         initialiser = INITIALISERS.get(self.resolved.initialiser)()
         with self.timer("initialisation"):
             return initialiser(self, self.ipc, space=space, factor=factor, pipeline=pipeline)
+
+    def progress(self, steps, done: int, total: int):
+        """The distillation loop with a progress bar (stderr; off when not a terminal unless
+        BENCH_PROGRESS=1), resumed runs starting at ``done`` of ``total``."""
+        from tqdm import tqdm
+
+        from bench.evaluate import progress_enabled
+
+        return tqdm(steps, initial=done, total=total, desc=f"{self.resolved.label} {self.dataset.name} ipc={self.ipc}",
+                    unit="it", disable=not progress_enabled(), leave=False, mininterval=5 if not sys.stderr.isatty() else 0.1)
 
     # ---------------------------------------------------------------- safety
     def check_finite(self, iteration: int, loss: float | torch.Tensor, images: torch.Tensor) -> None:

@@ -130,7 +130,7 @@ class DC(Method):
         losses = ctx.metrics.setdefault("loss", [])
         train_images = dataset.train_images
 
-        for it in range(start + 1, p.iterations + 1):
+        for it in ctx.progress(range(start + 1, p.iterations + 1), start, p.iterations):
             net = ctx.build_model()
             net.train()
             opt_net = torch.optim.SGD(net.parameters(), lr=p.lr_net)

@@ -109,7 +109,7 @@ class DM(Method):
             ctx.evaluate_curve_point(0, current())
         losses = ctx.metrics.setdefault("loss", [])
 
-        for it in range(start + 1, p.iterations + 1):
+        for it in ctx.progress(range(start + 1, p.iterations + 1), start, p.iterations):
             net = ctx.build_model()
             net.train()
             for param in net.parameters():

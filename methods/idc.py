@@ -240,7 +240,7 @@ class IDC(Method):
         total = p.iterations
         if start == 0 and ctx.curve_due(0, total):
             ctx.evaluate_curve_point(0, current())
-        for it in range(start, total):
+        for it in ctx.progress(range(start, total), start, total):
             net = ctx.build_model()
             net.train()
             optim_net = torch.optim.SGD(net.parameters(), lr=p.lr_net, momentum=p.mom_net, weight_decay=p.wd_net)

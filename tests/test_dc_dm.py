@@ -1,19 +1,15 @@
-"""DC, DSA and DM: losses, loop table, resume, divergence, and a small genuine-MNIST check."""
+"""DC, DSA and DM: losses, loop table, resume, divergence (the genuine-MNIST check is in tests/repro)."""
 
 from __future__ import annotations
-
-import json
-import statistics
 
 import pytest
 import torch
 
 from bench.config import RunConfig, resolve
 from bench.context import DivergenceError, RunContext
-from bench.datasets import DataOptions, load_dataset
+from bench.datasets import load_dataset
 from bench.errors import BenchError
 from bench.models import ConvNet
-from bench.runner import execute
 from bench.seeding import seed_everything
 from methods.dm import dm_loss
 from tests.conftest import run_bench
@@ -116,30 +112,7 @@ def test_check_finite_names_iteration(tmp_path):
 
 
 # --------------------------------------------------------------------------------- genuine MNIST
-EVAL = (("augment", "dsa"), ("epochs", 300), ("num_models", 1))
-DATA = DataOptions(max_train_per_class=300, max_test_per_class=100)
-
-
-def _accuracy(method, seed, data_root, out, params=(), initialiser=None):
-    resolved = resolve(RunConfig(method, "mnist", 1, seed=seed, scale="smoke", params=params, eval=EVAL,
-                                 data=DATA, initialiser=initialiser))
-    record, _ = execute(resolved, out, data_root, "cpu")
-    return record["accuracy"]["mean"]
-
-
-@pytest.mark.slow
-def test_dc_and_dm_beat_random_on_mnist(data_root, tmp_path):
-    """IPC 1, same evaluation for all (ConvNet-3, 300 epochs, DSA), mean of 2 seeds."""
-    acc = {m: [] for m in ("random", "dc", "dm")}
-    for seed in (0, 1):
-        acc["random"].append(_accuracy("random", seed, data_root, tmp_path))
-        # DC from real images (the DSA README's init; DC's default is noise): it starts from
-        # exactly Random's set for the seed, so the gain is the matching's own
-        acc["dc"].append(_accuracy("dc", seed, data_root, tmp_path,
-                                   (("batch_real", 32), ("iterations", 10)), initialiser="real"))
-        acc["dm"].append(_accuracy("dm", seed, data_root, tmp_path,
-                                   (("batch_real", 32), ("iterations", 40))))
-    means = {m: statistics.fmean(v) for m, v in acc.items()}
-    print(json.dumps({"per_seed": acc, "means": means}))
-    assert means["dc"] >= means["random"] + 10, means
-    assert means["dm"] >= means["random"] + 5, means
+# DC and DM beating Random on genuine MNIST (IPC 1, 2 seeds; by 10 and 5 points) is checked by the
+# reproduction suite, tests/repro/expected.toml ("DC beats Random by 10", "DM beats Random by 5"),
+# with the same budgets this file used to run: batch_real 32, 10 DC / 40 DM iterations, DC from real
+# images, 300-epoch DSA evaluation, 300 training / 100 test images per class.

@@ -1,0 +1,74 @@
+"""The reproduction suite: the small-scale cells of tests/repro/expected.toml on genuine MNIST and
+CIFAR10-JPEG, each mean against its measured expectation, and the paper's claims as orderings
+(DC > Random, DSA >= DC, IDC > DC, method + DREAM >= method, DREAM reaching the baseline's final
+accuracy sooner). The same checks run outside pytest as `bench verify`.
+
+All cells run once per session (module fixture) into one results folder; each check is its own test
+so a failure names the claim that broke."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import BenchError
+from bench.verify import DEFAULT_EXPECTED, load_expectations, verify, write_measurements
+
+EXPECTATIONS = load_expectations()
+VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]
+ORDER_CHECKS = [o.name for o in EXPECTATIONS.orders]
+
+
+@pytest.fixture(scope="module")
+def suite(data_root, cifar_jpeg_root, tmp_path_factory):
+    rows, results = verify(EXPECTATIONS, tmp_path_factory.mktemp("repro"), data_root)
+    return {r.check: r for r in rows}, results
+
+
+def test_every_cell_is_measured_with_provenance():
+    for cell in EXPECTATIONS.cells:
+        assert cell.expected is not None and cell.tolerance is not None, f"{cell.id}: not measured"
+        assert cell.tolerance >= EXPECTATIONS.min_tolerance
+        prov = cell.provenance
+        assert prov["command"].startswith("bench verify --measure"), cell.id
+        assert prov["code_version"] and prov["machine"], cell.id
+        seeds = {int(s) for s in prov["per_seed"]}
+        assert set(cell.seeds) <= seeds and len(seeds) >= 3, f"{cell.id}: spread needs 3+ seeds, has {seeds}"
+
+
+@pytest.mark.parametrize("check", VALUE_CHECKS)
+def test_cell_within_tolerance(suite, check):
+    row = suite[0][check]
+    assert row.passed, f"{check}: measured {row.measured}, expected {row.expected} ({row.detail})"
+
+
+@pytest.mark.parametrize("check", ORDER_CHECKS)
+def test_paper_ordering(suite, check):
+    row = suite[0][check]
+    assert row.passed, f"{check}: {row.measured} (needs {row.expected}; {row.detail})"
+
+
+def test_a_bad_expectations_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "expected.toml"
+    bad.write_text('[[cell]]\nid = "x"\nmethod = "dc"\ndataset = "mnist"\nsampler = "nearest"\n')
+    with pytest.raises(BenchError, match=r"cell 0 \(x\): unknown sampler 'nearest'; known: .*representative"):
+        load_expectations(bad)
+    bad.write_text('[[cell]]\nid = "x"\nmethod = "dc"\ndataset = "mnist"\n\n[[order]]\nleft = "x"\nright = "y"\n')
+    with pytest.raises(BenchError, match=r"order 0 .*right = 'y' is not a cell id"):
+        load_expectations(bad)
+
+
+def test_measurements_are_written_back_in_place(tmp_path):
+    """--measure rewrites only the measured keys of each cell; comments and other keys stay."""
+    path = tmp_path / "expected.toml"
+    path.write_text(DEFAULT_EXPECTED.read_text())
+    first = EXPECTATIONS.cells[0].id
+    update = {"expected": 12.34, "tolerance": 1.5, "spread": 0.7,
+              "provenance": {"command": "bench verify --measure 0-3", "code_version": "abc", "machine": "m",
+                             "per_seed": {"0": 12.0, "1": 12.68, "2": 11.0}}}
+    write_measurements(path, {first: update})
+    again = load_expectations(path)
+    assert again.cell(first).expected == 12.34 and again.cell(first).tolerance == 1.5
+    assert again.cell(first).provenance["per_seed"]["2"] == 11.0
+    assert [c.id for c in again.cells] == [c.id for c in EXPECTATIONS.cells]
+    assert [c.expected for c in again.cells[1:]] == [c.expected for c in EXPECTATIONS.cells[1:]]
+    assert "# Expected small-scale results" in path.read_text()
