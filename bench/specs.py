@@ -195,7 +195,7 @@ def parse_paper_value(text: Any) -> PaperValue:
     return PaperValue(text.strip(), float(m.group(1)), float(m.group(2)) if m.group(2) else None, m.group(3))
 
 
-class _Reader:
+class SpecReader:
     """Checks keys and names against the known ones, naming the file and the key on failure."""
 
     def __init__(self, path: Path):
@@ -263,7 +263,7 @@ def _axis_ok(axis: str) -> bool:
     return axis in AXES or (axis.startswith("param:") and len(axis) > 6)
 
 
-def _method(r: _Reader, entry: dict, i: int, regs) -> MethodSpec:
+def _method(r: SpecReader, entry: dict, i: int, regs) -> MethodSpec:
     where = f"[[grid.methods]] #{i + 1}"
     r.keys(entry, METHOD_KEYS, where)
     if "key" not in entry:
@@ -285,21 +285,21 @@ def _method(r: _Reader, entry: dict, i: int, regs) -> MethodSpec:
                       reported=reported)
 
 
-def _param_sets(r: _Reader, value: Any, where: str) -> tuple:
+def _param_sets(r: SpecReader, value: Any, where: str) -> tuple:
     if not isinstance(value, list) or not value:
         raise r.fail(where, "expected a non-empty list of tables of overrides, e.g. [{N = 32, n = 1}]")
     return tuple(r.pairs(v, f"{where} #{i + 1}") for i, v in enumerate(value))
 
 
-def _datasets(r: _Reader, values: Any, where: str, regs) -> tuple[str, ...]:
+def _datasets(r: SpecReader, values: Any, where: str, regs) -> tuple[str, ...]:
     return tuple(r.name("dataset", d, where, regs["dataset"]) for d in r.strs(values, where))
 
 
-def _models(r: _Reader, values: Any, where: str, regs) -> tuple[str, ...]:
+def _models(r: SpecReader, values: Any, where: str, regs) -> tuple[str, ...]:
     return tuple(r.name("model", m, where, regs["model"]) for m in r.strs(values, where))
 
 
-def _seeds(r: _Reader, value: Any, where: str) -> str:
+def _seeds(r: SpecReader, value: Any, where: str) -> str:
     from bench.config import parse_seeds
 
     text = str(value)
@@ -312,7 +312,7 @@ def _seeds(r: _Reader, value: Any, where: str) -> str:
 
 def load_spec_file(path: Path, kind: str | None = None) -> Spec:
     path = Path(path)
-    r = _Reader(path)
+    r = SpecReader(path)
     try:
         raw = tomllib.loads(path.read_text())
     except OSError as exc:

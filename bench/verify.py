@@ -37,6 +37,7 @@ import torch
 from bench.config import RunConfig, parse_seeds, resolve
 from bench.datasets import DataOptions
 from bench.errors import BenchError
+from bench.specs import SpecReader
 
 DEFAULT_EXPECTED = Path(__file__).resolve().parents[1] / "tests" / "repro" / "expected.toml"
 CELL_KEYS = {"id", "method", "dataset", "ipc", "dream", "sampler", "initialiser", "params", "eval", "data",
@@ -91,10 +92,6 @@ class Expectations:
         return next(c for c in self.cells if c.id == cid)
 
 
-def _fail(path: Path, where: str, message: str) -> BenchError:
-    return BenchError(f"{path}: {where}: {message}")
-
-
 def _pairs(table: dict | None) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((table or {}).items()))
 
@@ -114,41 +111,36 @@ def load_expectations(path: Path | str = DEFAULT_EXPECTED) -> Expectations:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - {"defaults", "cell", "order"})
-    if unknown:
-        raise _fail(path, "top level", f"unknown key(s) {unknown}; known: ['cell', 'defaults', 'order']")
+    r = SpecReader(path)
+    r.keys(raw, {"defaults", "cell", "order"}, "top level")
     d = raw.get("defaults", {})
-    if bad := sorted(set(d) - DEFAULT_KEYS):
-        raise _fail(path, "[defaults]", f"unknown key(s) {bad}; known: {sorted(DEFAULT_KEYS)}")
+    r.keys(d, DEFAULT_KEYS, "[defaults]")
     cells = []
     for i, entry in enumerate(raw.get("cell", [])):
         where = f"cell {i} ({entry.get('id', '?')})"
-        if bad := sorted(set(entry) - CELL_KEYS):
-            raise _fail(path, where, f"unknown key(s) {bad}; known: {sorted(CELL_KEYS)}")
+        r.keys(entry, CELL_KEYS, where)
         for key in ("id", "method"):
             if key not in entry:
-                raise _fail(path, where, f"missing key {key!r}")
-        if entry["method"] not in METHODS:
-            raise _fail(path, where, f"unknown method {entry['method']!r}; known: {METHODS.names()}")
+                raise r.fail(where, f"missing key {key!r}")
+        r.name("method", entry["method"], where, METHODS)
         dataset = entry.get("dataset", d.get("dataset"))
         if dataset is None:
-            raise _fail(path, where, "no dataset (set 'dataset' in the cell or in [defaults])")
-        if dataset not in DATASETS:
-            raise _fail(path, where, f"unknown dataset {dataset!r}; known: {DATASETS.names()}")
+            raise r.fail(where, "no dataset (set 'dataset' in the cell or in [defaults])")
+        r.name("dataset", dataset, where, DATASETS)
         sampler, initialiser = entry.get("sampler"), entry.get("initialiser")
         if entry.get("dream"):
             if METHODS.get(entry["method"]).default_sampler is not None:
                 sampler = sampler or DREAM_SAMPLER
             initialiser = initialiser or DREAM_INITIALISER
-        if sampler is not None and sampler not in SAMPLERS:
-            raise _fail(path, where, f"unknown sampler {sampler!r}; known: {SAMPLERS.names()}")
-        if initialiser is not None and initialiser not in INITIALISERS:
-            raise _fail(path, where, f"unknown initialiser {initialiser!r}; known: {INITIALISERS.names()}")
+        if sampler is not None:
+            r.name("sampler", sampler, where, SAMPLERS)
+        if initialiser is not None:
+            r.name("initialiser", initialiser, where, INITIALISERS)
         data = {**d.get("data", {}), **entry.get("data", {})}
         try:
             options = DataOptions(**data)
         except TypeError:
-            raise _fail(path, where, f"data keys {sorted(data)}; known: classes, max_train_per_class, "
+            raise r.fail(where, f"data keys {sorted(data)}; known: classes, max_train_per_class, "
                                      "max_test_per_class") from None
         cells.append(ExpectedCell(
             id=str(entry["id"]), method=entry["method"], dataset=dataset, ipc=int(entry.get("ipc", d.get("ipc", 1))),
@@ -162,18 +154,17 @@ def load_expectations(path: Path | str = DEFAULT_EXPECTED) -> Expectations:
         ))
     ids = [c.id for c in cells]
     if dup := sorted({i for i in ids if ids.count(i) > 1}):
-        raise _fail(path, "cells", f"duplicate id(s) {dup}")
+        raise r.fail("cells", f"duplicate id(s) {dup}")
     orders = []
     for i, entry in enumerate(raw.get("order", [])):
         where = f"order {i} ({entry.get('name', '?')})"
-        if bad := sorted(set(entry) - ORDER_KEYS):
-            raise _fail(path, where, f"unknown key(s) {bad}; known: {sorted(ORDER_KEYS)}")
+        r.keys(entry, ORDER_KEYS, where)
         kind = entry.get("kind", "at_least")
         if kind not in ORDER_KINDS:
-            raise _fail(path, where, f"unknown kind {kind!r}; known: {list(ORDER_KINDS)}")
+            raise r.fail(where, f"unknown kind {kind!r}; known: {list(ORDER_KINDS)}")
         for side in ("left", "right"):
             if entry.get(side) not in ids:
-                raise _fail(path, where, f"{side} = {entry.get(side)!r} is not a cell id; known: {ids}")
+                raise r.fail(where, f"{side} = {entry.get(side)!r} is not a cell id; known: {ids}")
         orders.append(OrderCheck(name=entry.get("name", f"{entry['left']} vs {entry['right']}"), kind=kind,
                                  left=entry["left"], right=entry["right"], margin=float(entry.get("margin", 0.0)),
                                  claim=entry.get("claim", "")))

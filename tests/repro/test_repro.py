@@ -50,7 +50,7 @@ def test_paper_ordering(suite, check):
 def test_a_bad_expectations_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "expected.toml"
     bad.write_text('[[cell]]\nid = "x"\nmethod = "dc"\ndataset = "mnist"\nsampler = "nearest"\n')
-    with pytest.raises(BenchError, match=r"cell 0 \(x\): unknown sampler 'nearest'; known: .*representative"):
+    with pytest.raises(BenchError, match=r"cell 0 \(x\): unknown sampler 'nearest'; known samplers: .*representative"):
         load_expectations(bad)
     bad.write_text('[[cell]]\nid = "x"\nmethod = "dc"\ndataset = "mnist"\n\n[[order]]\nleft = "x"\nright = "y"\n')
     with pytest.raises(BenchError, match=r"order 0 .*right = 'y' is not a cell id"):
