@@ -9,6 +9,9 @@ The expectations live in one TOML file (``tests/repro/expected.toml`` by default
                           #   kind = "at_least":   mean(left) >= mean(right) + margin
                           #   kind = "faster":     left's accuracy curve reaches right's final
                           #                        accuracy at an earlier checkpoint than right's last
+                          #   kind = "lower":      mean of a stored metric (a dotted path into
+                          #                        record["metrics"], e.g. diagnostics.mmd.mmd)
+                          #                        is lower for left than for right, by margin
 
 ``bench verify`` runs every cell (records land in a results folder, so a second call reuses them),
 then prints one row per check. ``bench verify --measure 0-4`` runs the cells over more seeds and
@@ -43,8 +46,8 @@ DEFAULT_EXPECTED = Path(__file__).resolve().parents[1] / "tests" / "repro" / "ex
 CELL_KEYS = {"id", "method", "dataset", "ipc", "dream", "sampler", "initialiser", "params", "eval", "data",
              "scale", "seeds", "expected", "tolerance", "spread", "provenance", "note"}
 DEFAULT_KEYS = {"dataset", "ipc", "scale", "seeds", "threads", "data", "eval", "params", "min_tolerance"}
-ORDER_KEYS = {"name", "kind", "left", "right", "margin", "claim"}
-ORDER_KINDS = ("at_least", "faster")
+ORDER_KEYS = {"name", "kind", "left", "right", "margin", "claim", "metric"}
+ORDER_KINDS = ("at_least", "faster", "lower")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class OrderCheck:
     right: str
     margin: float = 0.0
     claim: str = ""
+    metric: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,9 @@ def load_expectations(path: Path | str = DEFAULT_EXPECTED) -> Expectations:
                 raise r.fail(where, f"{side} = {entry.get(side)!r} is not a cell id; known: {ids}")
         orders.append(OrderCheck(name=entry.get("name", f"{entry['left']} vs {entry['right']}"), kind=kind,
                                  left=entry["left"], right=entry["right"], margin=float(entry.get("margin", 0.0)),
-                                 claim=entry.get("claim", "")))
+                                 claim=entry.get("claim", ""), metric=entry.get("metric", "")))
+        if kind == "lower" and not entry.get("metric"):
+            raise r.fail(where, "kind 'lower' needs a metric (a dotted path into record['metrics'])")
     return Expectations(path, tuple(cells), tuple(orders), int(d.get("threads", 1)),
                         float(d.get("min_tolerance", 0.5)))
 
@@ -287,10 +293,34 @@ def cell_row(result: CellResult) -> CheckRow | None:
                     + ", ".join(f"{a:.2f}" for a in result.per_seed))
 
 
+def metric_values(record: dict, path: str) -> list[float]:
+    """Every number at a dotted path into ``record["metrics"]``; lists are mapped over, so
+    ``diagnostics.mmd.mmd`` is the ``mmd`` of every MMD observation."""
+    values = [record.get("metrics", {})]
+    for key in path.split("."):
+        nxt = []
+        for v in values:
+            for item in (v if isinstance(v, list) else [v]):
+                if isinstance(item, dict) and key in item:
+                    nxt.append(item[key])
+        values = nxt
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    return [float(x) for x in flat if isinstance(x, (int, float))]
+
+
 def order_row(order: OrderCheck, results: dict[str, CellResult]) -> CheckRow:
     from bench.diagnostics import efficiency
 
     left, right = results[order.left], results[order.right]
+    if order.kind == "lower":
+        lv = [x for r in left.records for x in metric_values(r, order.metric)]
+        rv = [x for r in right.records for x in metric_values(r, order.metric)]
+        if not lv or not rv:
+            return CheckRow(order.name, "lower", "no values", f"{order.metric} in both cells", False,
+                            "the cells' params must switch the diagnostic on")
+        lm, rm = statistics.fmean(lv), statistics.fmean(rv)
+        return CheckRow(order.name, "lower", f"{lm:.4g} vs {rm:.4g}", f"< {order.right}'s {order.metric}",
+                        lm < rm - order.margin, order.claim)
     if order.kind == "at_least":
         need = right.mean + order.margin
         relation = f"≥ {order.right} {'+ ' + format(order.margin, 'g') if order.margin else ''}".rstrip()
