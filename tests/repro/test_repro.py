@@ -15,7 +15,6 @@ from bench.verify import DEFAULT_EXPECTED, load_expectations, verify, write_meas
 
 EXPECTATIONS = load_expectations()
 VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]
-ORDER_CHECKS = [o.name for o in EXPECTATIONS.orders]
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +40,18 @@ def test_cell_within_tolerance(suite, check):
     assert row.passed, f"{check}: measured {row.measured}, expected {row.expected} ({row.detail})"
 
 
-@pytest.mark.parametrize("check", ORDER_CHECKS)
+@pytest.mark.parametrize("check", [o.name for o in EXPECTATIONS.orders if not o.known_failure])
 def test_paper_ordering(suite, check):
     row = suite[0][check]
     assert row.passed, f"{check}: {row.measured} (needs {row.expected}; {row.detail})"
+
+
+@pytest.mark.parametrize("check", [o.name for o in EXPECTATIONS.orders if o.known_failure])
+def test_known_failure_still_fails(suite, check):
+    """A claim measured not to hold at this budget stays reported; if it starts to hold, the
+    expectations file is out of date (a strict xfail)."""
+    row = suite[0][check]
+    assert not row.passed, f"{check} now holds ({row.measured}): drop its known_failure in expected.toml"
 
 
 def test_a_bad_expectations_file_is_one_clear_error(tmp_path):
