@@ -56,8 +56,9 @@ def _idc() -> MethodSpec | None:
 
 
 SMOKE_T1 = ScaleOverride(seeds="0-1", ipcs=(1,))
+# the fixture's IDC run records every diagnostic (Figs 1a, 2c, 3 and 4a draw from them)
 SMOKE_IDC = ScaleOverride(seeds="0", ipcs=(1,), datasets=("digits",), classes=3, max_train_per_class=40,
-                          max_test_per_class=20)
+                          max_test_per_class=20, params=(("diagnostics_every", 1), ("diagnostics_track_every", 1)))
 
 
 def table1_variant():
