@@ -8,6 +8,8 @@ so a failure names the claim that broke."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.errors import BenchError
@@ -19,7 +21,8 @@ VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]
 
 @pytest.fixture(scope="module")
 def suite(data_root, cifar_jpeg_root, tmp_path_factory):
-    rows, results = verify(EXPECTATIONS, tmp_path_factory.mktemp("repro"), data_root)
+    # one single-threaded process per core, as `bench verify` does (the results do not depend on it)
+    rows, results = verify(EXPECTATIONS, tmp_path_factory.mktemp("repro"), data_root, jobs=os.cpu_count() or 1)
     return {r.check: r for r in rows}, results
 
 
