@@ -427,7 +427,7 @@ def write_measurements(path: Path, updates: dict[str, dict]) -> None:
             continue
         if stripped.startswith("id =") and out and out[-1].strip() == "[[cell]]":
             cell_id = tomllib.loads(stripped)["id"]
-        if cell_id is not None and stripped.split("=", 1)[0].strip() in measured_keys:
+        if cell_id in updates and stripped.split("=", 1)[0].strip() in measured_keys:  # only cells being rewritten
             continue
         out.append(line)
     if cell_id is not None:
