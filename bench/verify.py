@@ -229,10 +229,10 @@ def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, dev
     from bench.store import RunStore
 
     store = RunStore(out)
-    todo = [c for c in configs if force or not store.has_record(resolve(c).run_id)]
-    for dataset, data in dict.fromkeys((c.dataset, resolve(c).data) for c in todo):
+    resolved = {id(c): resolve(c) for c in configs}
+    todo = [c for c in configs if force or not store.has_record(resolved[id(c)].run_id)]
+    for dataset, data in dict.fromkeys((c.dataset, resolved[id(c)].data) for c in todo):
         load_dataset(dataset, data_root, data)  # decode/extract caches once, before workers race for them
-    done: dict[int, dict] = {}
     if jobs > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -250,9 +250,7 @@ def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, dev
                 record = _execute_config(c, out, data_root, device, force, threads)
                 if progress:
                     progress(c, record)
-    for i, c in enumerate(configs):
-        done[i] = store.read_record(resolve(c).run_id)
-    return [done[i] for i in range(len(configs))]
+    return [store.read_record(resolved[id(c)].run_id) for c in configs]
 
 
 def cell_result(cell: ExpectedCell, records: list[dict]) -> CellResult:

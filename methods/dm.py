@@ -39,7 +39,9 @@ class DMParams(MatchingSwitches):
     lr_img: float = 1.0
     momentum_img: float = 0.5
     dsa: bool = True
-    batched: bool = True  # one forward over all classes (same maths as the per-class loop)
+    # True: one forward over all classes (same maths). Off by default: slower on an idle 2-core CPU
+    # than the per-class loop (README, Speed); untimed on a GPU.
+    batched: bool = False
     curve_points: int = 0
     curve_epochs: int = 0
     curve_models: int = 1
