@@ -403,8 +403,9 @@ def write_measurements(path: Path, updates: dict[str, dict]) -> None:
 
     def flush():
         if cell_id in updates:
-            while out and not out[-1].strip():
-                out.pop()  # the measured keys go right after the cell's own keys
+            trailing = []  # blank lines and a section comment before the next header stay after the keys
+            while out and (not out[-1].strip() or out[-1].lstrip().startswith("#")):
+                trailing.insert(0, out.pop())
             u = updates[cell_id]
             out.append(f"expected = {u['expected']}")
             out.append(f"tolerance = {u['tolerance']}")
@@ -414,6 +415,9 @@ def write_measurements(path: Path, updates: dict[str, dict]) -> None:
             out.append(f'provenance = {{ command = "{p["command"]}", code_version = "{p["code_version"]}", '
                        f'machine = "{p["machine"]}", per_seed = {{ {seeds} }} }}')
             out.append("")
+            out.extend(line for line in trailing if line.strip())
+            if trailing and any(line.strip() for line in trailing):
+                out.append("")
 
     for line in lines:
         stripped = line.strip()

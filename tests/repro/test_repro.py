@@ -9,6 +9,7 @@ so a failure names the claim that broke."""
 from __future__ import annotations
 
 import os
+import tomllib
 
 import pytest
 
@@ -82,3 +83,17 @@ def test_measurements_are_written_back_in_place(tmp_path):
     assert [c.id for c in again.cells] == [c.id for c in EXPECTATIONS.cells]
     assert [c.expected for c in again.cells[1:]] == [c.expected for c in EXPECTATIONS.cells[1:]]
     assert "# Expected small-scale results" in path.read_text()
+
+
+def test_measured_keys_stay_inside_their_cell(tmp_path):
+    """A section comment after a cell stays after the cell's rewritten keys (before the next header)."""
+    path = tmp_path / "expected.toml"
+    path.write_text("[defaults]\nseeds = \"0\"\n\n[[cell]]\nid = \"a\"\nmethod = \"random\"\n\n"
+                    "# ---- next section\n[[cell]]\nid = \"b\"\nmethod = \"random\"\n")
+    update = {"expected": 1.0, "tolerance": 2.0, "spread": 0.5,
+              "provenance": {"command": "bench verify --measure 0-3", "code_version": "abc", "machine": "m",
+                             "per_seed": {"0": 1.0}}}
+    write_measurements(path, {"a": update})
+    text = path.read_text()
+    assert text.index("provenance =") < text.index("# ---- next section") < text.index('id = "b"')
+    assert tomllib.loads(text)["cell"][0]["expected"] == 1.0
