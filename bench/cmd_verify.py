@@ -45,18 +45,6 @@ def cmd_verify(args) -> int:
         print(f"  done {record['config']['label']} {config.dataset} ipc={config.ipc} seed={config.seed}: "
               f"{record['accuracy']['mean']:.2f}% in {record['timings']['total_s']:.0f} s", flush=True)
 
-    if args.measure:
-        command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        updates = measure(exp, args.out, args.data_root, tuple(parse_seeds(args.measure)), command_line, args.device,
-                          args.jobs, progress)
-        write_measurements(args.expected, updates)
-        print(f"wrote {len(updates)} measured cell(s) to {args.expected}")
-        exp = load_expectations(args.expected)
-
-    def progress(config, record):
-        print(f"  done {record['config']['label']} {config.dataset} ipc={config.ipc} seed={config.seed}: "
-              f"{record['accuracy']['mean']:.2f}% in {record['timings']['total_s']:.0f} s", flush=True)
-
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     if only:
         known = {c.id for c in exp.cells} | {o.name for o in exp.orders}
@@ -64,6 +52,14 @@ def cmd_verify(args) -> int:
             from bench.errors import BenchError
 
             raise BenchError(f"unknown check(s) {unknown}; known: {sorted(known)}")
+
+    if args.measure:
+        command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        updates = measure(exp, args.out, args.data_root, tuple(parse_seeds(args.measure)), command_line, args.device,
+                          args.jobs, progress, only)
+        write_measurements(args.expected, updates)
+        print(f"wrote {len(updates)} measured cell(s) to {args.expected}")
+        exp = load_expectations(args.expected)
 
     rows, _ = verify(exp, args.out, args.data_root, only, args.device, args.force, args.jobs, progress)
     print()

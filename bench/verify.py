@@ -333,11 +333,13 @@ def order_row(order: OrderCheck, results: dict[str, CellResult]) -> CheckRow:
             return CheckRow(order.name, "lower", "no values", f"{order.metric} in both cells", False,
                             "the cells' params must switch the diagnostic on")
         lm, rm = statistics.fmean(lv), statistics.fmean(rv)
-        return CheckRow(order.name, "lower", f"{lm:.4g} vs {rm:.4g}", f"< {order.right}'s {order.metric}",
+        by = f" - {order.margin:g}" if order.margin else ""
+        return CheckRow(order.name, "lower", f"{lm:.4g} vs {rm:.4g}", f"< {order.right}'s {order.metric}{by}",
                         lm < rm - order.margin, order.claim)
     if order.kind == "at_least":
         need = right.mean + order.margin
-        relation = f"≥ {order.right} {'+ ' + format(order.margin, 'g') if order.margin else ''}".rstrip()
+        sign = "+" if order.margin > 0 else "-"
+        relation = f"≥ {order.right} {sign + ' ' + format(abs(order.margin), 'g') if order.margin else ''}".rstrip()
         return CheckRow(order.name, "order", f"{left.mean:.2f} vs {right.mean:.2f}", relation,
                         left.mean >= need - 1e-9, order.claim)
     base, fast = right.mean_curve(), left.mean_curve()
@@ -375,13 +377,16 @@ def record_versions(records: list[dict]) -> str:
 
 
 def measure(exp: Expectations, out: Path, data_root: Path | None, seeds: tuple[int, ...], command: str,
-            device: str = "cpu", jobs: int = 1, progress=None) -> dict[str, dict]:
-    """Each cell over ``seeds`` (a superset of its own): new expected values with their provenance."""
+            device: str = "cpu", jobs: int = 1, progress=None, only: set[str] | None = None) -> dict[str, dict]:
+    """Each cell over ``seeds`` (a superset of its own): new expected values with their provenance.
+    ``only``: the cells named, and the cells of the orderings named (default: every cell)."""
     machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {exp.threads} thread(s)"
-    every = {c.id: tuple(dict.fromkeys(c.seeds + seeds)) for c in exp.cells}
-    results = run_cells(list(exp.cells), out, data_root, every, device, False, exp.threads, jobs, progress)
+    named = {side for o in exp.orders if o.name in (only or ()) for side in (o.left, o.right)}
+    cells = [c for c in exp.cells if not only or c.id in only or c.id in named]
+    every = {c.id: tuple(dict.fromkeys(c.seeds + seeds)) for c in cells}
+    results = run_cells(cells, out, data_root, every, device, False, exp.threads, jobs, progress)
     updates = {}
-    for cell in exp.cells:
+    for cell in cells:
         res = results[cell.id]
         by_seed = dict(zip(every[cell.id], res.per_seed))
         own = [by_seed[s] for s in cell.seeds]
