@@ -99,8 +99,15 @@ class Table:
     missing_notes: list[str]
     tolerance_of: dict  # metric key -> tolerance or None
 
-    def flagged(self, e: Entry) -> bool:
+    def tolerance(self, e: Entry) -> float | None:
         tol = self.tolerance_of.get(e.metric.key)
+        if tol is not None and self.spec.tolerance_std and e.metric.kind == "accuracy" \
+                and e.paper is not None and e.paper.std is not None:
+            tol = max(tol, self.spec.tolerance_std * e.paper.std)
+        return tol
+
+    def flagged(self, e: Entry) -> bool:
+        tol = self.tolerance(e)
         return tol is not None and e.diff is not None and abs(e.diff) > tol
 
 
@@ -313,8 +320,10 @@ def caption(t: Table) -> list[str]:
                          f"(no paper numbers exist for {shown}; a reference, not a like-for-like comparison).")
     tols = {k: v for k, v in t.tolerance_of.items() if v is not None}
     if tols:
+        per_std = (f"max({t.spec.tolerance_std:g} x the paper's std, {{v:g}})" if t.spec.tolerance_std
+                   else "{v:g}")
         lines.append("Flag ! (LaTeX *): |Δ| above the tolerance (" +
-                     ", ".join(f"{k}: {v:g} points" for k, v in tols.items()) + ").")
+                     ", ".join(f"{k}: " + per_std.format(v=v) + " points" for k, v in tols.items()) + ").")
     missing = [e for e in t.entries if e.status == "missing"]
     if missing:
         reasons = {}

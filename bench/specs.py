@@ -164,6 +164,8 @@ class Spec:
     grid: Grid
     scales: dict = field(default_factory=dict)  # scale name -> ScaleOverride
     tolerance: float = 2.0
+    # when set, an accuracy cell's tolerance is max(tolerance, tolerance_std x the paper's std)
+    tolerance_std: float | None = None
     layout: Layout | None = None
     figure: FigureOptions | None = None
     continual: ContinualOptions | None = None
@@ -255,7 +257,7 @@ FIGURE_KEYS = {"plot", "source", "x", "y", "xlabel", "ylabel", "logx", "series",
                "classes", "n_clusters", "max_points", "references", "reference_points"}
 PLOTS = {"line", "param", "hist", "embedding", "clusters", "images", "continual"}
 CONTINUAL_KEYS = {"steps", "protocol", "eval_model", "epochs", "kd_temperature", "kd_beta"}
-TOP_KEYS = {"id", "kind", "title", "caption", "tolerance", "grid", "scales", "layout", "figure", "continual", "paper"}
+TOP_KEYS = {"id", "kind", "title", "caption", "tolerance", "tolerance_std", "grid", "scales", "layout", "figure", "continual", "paper"}
 AXES = {"method", "base", "dataset", "ipc", "model", "eval_model", "metric"}
 
 
@@ -445,8 +447,12 @@ def load_spec_file(path: Path, kind: str | None = None) -> Spec:
     tolerance = raw.get("tolerance", 2.0)
     if not isinstance(tolerance, (int, float)):
         raise r.fail("tolerance", "expected a number of accuracy points")
+    tolerance_std = raw.get("tolerance_std")
+    if tolerance_std is not None and (not isinstance(tolerance_std, (int, float)) or tolerance_std <= 0):
+        raise r.fail("tolerance_std", "expected a positive multiple of the paper's std")
     return Spec(id=spec_id, kind=kind, path=path, title=raw.get("title", spec_id), caption=raw.get("caption", ""),
-                grid=grid, scales=scales, tolerance=float(tolerance), layout=layout, figure=figure,
+                grid=grid, scales=scales, tolerance=float(tolerance),
+                tolerance_std=float(tolerance_std) if tolerance_std is not None else None, layout=layout, figure=figure,
                 continual=continual, paper=paper)
 
 
