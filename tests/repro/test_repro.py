@@ -32,7 +32,7 @@ def test_every_cell_is_measured_with_provenance():
         assert cell.expected is not None and cell.tolerance is not None, f"{cell.id}: not measured"
         assert cell.tolerance >= EXPECTATIONS.min_tolerance
         prov = cell.provenance
-        assert prov["command"].startswith("bench verify --measure"), cell.id
+        assert prov["command"].startswith("bench verify ") and " --measure " in prov["command"], cell.id
         assert prov["code_version"] and prov["machine"], cell.id
         seeds = {int(s) for s in prov["per_seed"]}
         assert set(cell.seeds) <= seeds and len(seeds) >= 3, f"{cell.id}: spread needs 3+ seeds, has {seeds}"
