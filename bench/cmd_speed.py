@@ -168,9 +168,10 @@ def cmd_speed(args) -> int:
             for m in methods:
                 known = {f for f in METHODS.get(m).Params.__dataclass_fields__}
                 extra = {k: v for k, v in overrides.items() if k in known}
+                has_loops = "batched" in known  # IDC has a single (per-class) loop
                 walls = {}
-                for mode in modes if "batched" in known else ("per-class",):
-                    batched = (mode == "batched") if "batched" in known else None
+                for mode in modes if has_loops else ("per-class",):
+                    batched = (mode == "batched") if has_loops else None
                     r = time_method(m, dataset, ipc, args.iterations, batched, device, extra)
                     add_row(m, dataset, ipc, mode, r)
                     walls[mode] = r["s_per_it"]

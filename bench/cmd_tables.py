@@ -320,10 +320,11 @@ def caption(t: Table) -> list[str]:
                          f"(no paper numbers exist for {shown}; a reference, not a like-for-like comparison).")
     tols = {k: v for k, v in t.tolerance_of.items() if v is not None}
     if tols:
-        per_std = (f"max({t.spec.tolerance_std:g} x the paper's std, {{v:g}})" if t.spec.tolerance_std
-                   else "{v:g}")
+        def rule(v: float) -> str:
+            return f"max({t.spec.tolerance_std:g} x the paper's std, {v:g})" if t.spec.tolerance_std else f"{v:g}"
+
         lines.append("Flag ! (LaTeX *): |Δ| above the tolerance (" +
-                     ", ".join(f"{k}: " + per_std.format(v=v) + " points" for k, v in tols.items()) + ").")
+                     ", ".join(f"{k}: {rule(v)} points" for k, v in tols.items()) + ").")
     missing = [e for e in t.entries if e.status == "missing"]
     if missing:
         reasons = {}

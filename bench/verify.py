@@ -229,7 +229,7 @@ def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, dev
     from bench.store import RunStore
 
     store = RunStore(out)
-    resolved = {id(c): resolve(c) for c in configs}
+    resolved = {id(c): resolve(c) for c in configs}  # once each (configs hold lists: keyed by identity)
     todo = [c for c in configs if force or not store.has_record(resolved[id(c)].run_id)]
     for dataset, data in dict.fromkeys((c.dataset, resolved[id(c)].data) for c in todo):
         load_dataset(dataset, data_root, data)  # decode/extract caches once, before workers race for them
