@@ -1,3 +1,3 @@
 """DREAM-bench: a harness for reproducing and comparing dataset-distillation methods."""
 
-__version__ = "0.1.0"
+from bench.core.version import __version__  # noqa: F401

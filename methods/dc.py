@@ -17,19 +17,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.augment import DiffAugment
-from bench.errors import BenchError
-from bench.matching import METRICS, batched_matching_loss, per_class_matching_loss
-from bench.diagnostics import track_synthetic
-from bench.synset import SyntheticSet
-from methods.base import MatchingSwitches, METHODS, Method
+from bench.nets.augment import DiffAugment
+from bench.core.errors import BenchError
+from bench.nets.matching import METRICS, batched_matching_loss, per_class_matching_loss
+from bench.data.synset import SyntheticSet
+from methods.base import METHODS, Method
 
 # VICO utils.get_loops: IPC -> (outer_loop, inner_loop); other IPCs exit in the authors' code.
 GET_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
 
 
 @dataclass(frozen=True)
-class DCParams(MatchingSwitches):
+class DCParams:
     """DC/DSA hyperparameters (VICO ``main.py`` argparse defaults and ``get_loops``).
 
     Departures from the authors' code, all deliberate:
@@ -76,7 +75,7 @@ class DC(Method):
     name = "dc"
     Params = DCParams
     protocol = "dc"
-    default_sampler = "random"
+    matches_real = True
     dsa = False
 
     @classmethod
@@ -158,7 +157,7 @@ class DC(Method):
             losses.append(loss_avg / (k * p.outer_loop))
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())
-            track_synthetic(ctx, image_syn.detach(), it)  # Fig 4a, when diagnostics are on
+            ctx.track_synthetic(image_syn.detach(), it)  # Fig 4a, when diagnostics are on
             ctx.maybe_checkpoint(it, lambda: {"images": image_syn.detach().cpu().clone(),
                                               "optimizer": opt_img.state_dict(),
                                               "sampler": ctx.sampler.state_dict()})

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.augment import DiffAugment
-from bench.matching import siamese_per_class
-from bench.diagnostics import track_synthetic
-from bench.synset import SyntheticSet
-from methods.base import MatchingSwitches, METHODS, Method
+from bench.nets.augment import DiffAugment
+from bench.nets.matching import siamese_per_class
+from bench.data.synset import SyntheticSet
+from methods.base import METHODS, Method
 
 
 @dataclass(frozen=True)
-class DMParams(MatchingSwitches):
+class DMParams:
     """DM hyperparameters (VICO ``main_DM.py`` defaults and README: lr_img 1, init real, DSA on).
 
     Departures from the authors' code: the network seed and the Siamese DSA seed come from the
@@ -76,7 +75,7 @@ class DM(Method):
     name = "dm"
     Params = DMParams
     protocol = "dsa"
-    default_sampler = "random"
+    matches_real = True
 
     @classmethod
     def default_initialiser(cls, spec, ipc: int) -> str:
@@ -132,7 +131,7 @@ class DM(Method):
             losses.append(float(loss.detach()) / k)
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())
-            track_synthetic(ctx, image_syn.detach(), it)  # Fig 4a, when diagnostics are on
+            ctx.track_synthetic(image_syn.detach(), it)  # Fig 4a, when diagnostics are on
             ctx.maybe_checkpoint(it, lambda: {"images": image_syn.detach().cpu().clone(),
                                               "optimizer": opt_img.state_dict(),
                                               "sampler": ctx.sampler.state_dict()})

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.augment import DiffAugment, cutmix
-from bench.diagnostics import track_synthetic
-from bench.synset import SyntheticSet, decode_multi_formation
-from methods.base import MatchingSwitches, DREAM_SAMPLER, METHODS, Method
+from bench.evaluation.train import cutmix_cross_entropy
+from bench.nets.augment import DiffAugment
+from bench.data.synset import SyntheticSet, decode_multi_formation
+from bench.core.params import build_settings
+from methods.base import METHODS, Method
 
 # Datasets the authors' ``--reproduce`` treats like MNIST/Fashion (L1 metric, base lr_img 1e-4).
 _GREY = ("mnist", "fashionmnist", "digits")
@@ -50,7 +51,7 @@ _BIG_N_DATA = ("cifar10", "cifar100", "cifar10-jpeg")
 
 
 @dataclass(frozen=True)
-class IDCParams(MatchingSwitches):
+class IDCParams:
     """IDC hyperparameters (authors' ``argument.py`` + ``misc/reproduce.py``; algorithms.md 2.5, 3).
 
     Where the paper and the code differ, the code wins:
@@ -62,10 +63,10 @@ class IDCParams(MatchingSwitches):
       ``tune_lr_img(lr_img, ipc, size, dataset)`` = lr_img x (ipc / 10) x (size / base)^2, base 28
       for MNIST only and 32 otherwise, as ``tune_lr_img`` does (recorded as
       ``metrics['lr_img_effective']``).
-    * ``batch_real`` is IDC's 64; ``batch_real_dream`` (128, DREAM's argparse default) is used
-      instead whenever the run's sampler is DREAM's representative sampler (which also halves the
-      network-update steps, since those are ``ceil(n_data / batch)``). The value used is recorded
-      as ``metrics['batch_real']``.
+    * ``batch_real`` is IDC's 64. A sampler may serve another real batch (``ctx.real_batch``: the
+      sampler's ``batch_real`` setting); it is used for matching and network updates alike, so it
+      also changes the network-update steps, which are ``ceil(n_data / batch)``. The value used is
+      recorded as ``metrics['batch_real']``.
     * MNIST with factor > 1 (``misc/reproduce.py``): matching augmentation ``color_crop`` (no
       cutout), no CutMix in the network updates (``mixup_net vanilla``); its evaluation without
       CutMix and with DSA ``color_crop_scale_rotate`` is the ``idc`` protocol's MNIST exception in
@@ -81,7 +82,6 @@ class IDCParams(MatchingSwitches):
     iterations: int = 2000  # outer iterations (a new network each)
     inner_loop: int = 100  # matching + network-update rounds per outer iteration
     batch_real: int = 64  # real images per class per matching step, and net-update batch (IDC)
-    batch_real_dream: int = 128  # the same when the sampler is DREAM's (DREAM's argparse default)
     batch_syn_max: int = 128  # decoded synthetic images per class per matching step, at most
     lr_img: float = 5e-3  # base image lr, rescaled by tune_lr_img at run time
     mom_img: float = 0.5
@@ -102,7 +102,7 @@ class IDCParams(MatchingSwitches):
     def __post_init__(self) -> None:
         if self.metric not in ("mse", "l1"):
             raise ValueError(f"metric must be 'mse' or 'l1', got {self.metric!r}")
-        for name in ("iterations", "inner_loop", "batch_real", "batch_real_dream", "batch_syn_max", "factor"):
+        for name in ("iterations", "inner_loop", "batch_real", "batch_syn_max", "factor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.mix_p <= 1.0:
@@ -152,7 +152,9 @@ class IDC(Method):
     name = "idc"
     Params = IDCParams
     protocol = "idc"
-    default_sampler = "random"
+    matches_real = True
+    space = "unit"
+    pipeline = "idc"
 
     @classmethod
     def default_initialiser(cls, spec, ipc: int) -> str:
@@ -169,7 +171,6 @@ class IDC(Method):
         }
         if spec.name == "tinyimagenet":
             d["n_data"] = 1000
-            d["batch_real_dream"] = 64  # DREAM's --reproduce for Tiny: batch_real 64
             if ipc == 50:
                 d["lr_img"] = 1e-6
         if spec.name == "mnist" and factor > 1:
@@ -191,11 +192,9 @@ class IDC(Method):
 
     @classmethod
     def resolve_params(cls, spec, ipc: int, scale: str, overrides: dict):
-        from bench.config import build_params
-
         factor = overrides.get("factor", IDCParams.factor)
         factor = factor if isinstance(factor, int) else IDCParams.factor  # bad values fail in build
-        return build_params(cls.Params, cls.defaults(spec, ipc, scale, factor=factor), overrides, cls.name)
+        return build_settings(cls.Params, cls.defaults(spec, ipc, scale, factor=factor), overrides, f"method {cls.name!r}")
 
     # ------------------------------------------------------------------------------------ run
     def run(self, ctx) -> SyntheticSet:
@@ -203,7 +202,7 @@ class IDC(Method):
         dataset = ctx.dataset
         device = ctx.device
         ipc, nclass = ctx.ipc, dataset.num_classes
-        batch_real = p.batch_real_dream if ctx.resolved.sampler == DREAM_SAMPLER else p.batch_real
+        batch_real = ctx.real_batch(p.batch_real)
         lr_img = tune_lr_img(p.lr_img, ipc, dataset.size, dataset.name)
         net_steps = math.ceil(p.n_data / batch_real)
         ctx.metrics.update({"batch_real": batch_real, "lr_img_effective": lr_img, "net_steps_per_inner": net_steps,
@@ -271,12 +270,7 @@ class IDC(Method):
                         x, y = train_x[bidx], train_y[bidx]
                         with torch.no_grad():
                             x = net_aug(dataset.normalise(x, "idc"))
-                        if p.mix_p > 0 and torch.rand(1).item() < p.mix_p:
-                            x, y_a, y_b, r = cutmix(x, y)
-                            out = net(x)
-                            net_loss = r * F.cross_entropy(out, y_a) + (1 - r) * F.cross_entropy(out, y_b)
-                        else:
-                            net_loss = F.cross_entropy(net(x), y)
+                        net_loss, _, _ = cutmix_cross_entropy(net, x, y, p.mix_p)
                         optim_net.zero_grad()
                         net_loss.backward()
                         optim_net.step()
@@ -285,6 +279,6 @@ class IDC(Method):
             ctx.metrics.setdefault("loss", []).append(mean_loss)
             if ctx.curve_due(it + 1, total):
                 ctx.evaluate_curve_point(it + 1, current())
-            track_synthetic(ctx, images.detach(), it + 1, space="unit", pipeline="idc")  # Fig 4a
+            ctx.track_synthetic(images.detach(), it + 1, space="unit", pipeline="idc")  # Fig 4a
             ctx.maybe_checkpoint(it + 1, state)
         return current()

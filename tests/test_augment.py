@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.augment import DiffAugment, cutmix
+from bench.nets.augment import DiffAugment, cutmix
 
 OPS = ["color", "crop", "cutout", "flip", "scale", "rotate"]
 

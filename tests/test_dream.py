@@ -4,18 +4,17 @@ the diagnostics. Small class subsets keep this under a minute or two on two CPU 
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from bench.config import RunConfig, resolve
-from bench.context import RunContext
-from bench.datasets import DataOptions, load_dataset
-from bench.dream import embed_all, kmeans_select
-from bench.diagnostics import mmd2_gaussian, per_sample_grad_norms, track_synthetic
-from bench.initialisers import INITIALISERS
-from bench.samplers import SAMPLERS
+from bench.run.config import RunConfig, resolve
+from bench.run.context import RunContext
+from bench.data.datasets import DataOptions, load_dataset
+from bench.dream.clustering import embed_all, kmeans_select
+from bench.dream.compose import INITIALISERS, SAMPLERS
+from bench.dream.diagnostics import DiagnosticsConfig, mmd2_gaussian, per_sample_grad_norms, track_synthetic
+from bench.dream.representative import ClusterSamplerConfig
 
 CLASSES, PER_CLASS = 3, 200
 
@@ -29,10 +28,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _params(**kw):
-    base = dict(dream_clusters=None, dream_per_cluster=None, dream_interval=None, diagnostics_every=0)
-    base.update(kw)
-    return SimpleNamespace(**base)
+SAMPLER_KEYS = {"dream_clusters": "clusters", "dream_per_cluster": "per_cluster", "dream_interval": "interval"}
+DIAGNOSTICS_KEYS = {"diagnostics_every": "every", "diagnostics_classes": "classes"}
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +41,17 @@ def mnist(data_root):
 def make_ctx(mnist, tmp_path, seed=0, method="random", ipc=1, **params):
     resolved = resolve(RunConfig(method=method, dataset="mnist", ipc=ipc, seed=seed, scale="smoke",
                                  data=DataOptions(classes=CLASSES, max_train_per_class=PER_CLASS)))
-    resolved = dataclasses.replace(resolved, params=_params(**params))
+    # the sampler's and the diagnostics' own settings, as `--set sampler.clusters=...` would resolve them
+    sampler = ClusterSamplerConfig(**{SAMPLER_KEYS[k]: v for k, v in params.items() if k in SAMPLER_KEYS})
+    diagnostics = DiagnosticsConfig(**{DIAGNOSTICS_KEYS[k]: v for k, v in params.items() if k in DIAGNOSTICS_KEYS})
+    resolved = dataclasses.replace(resolved, sampler_config=sampler, diagnostics=diagnostics)
     return RunContext(resolved, mnist, torch.device("cpu"), tmp_path)
 
 
 @pytest.fixture(scope="module")
 def net(mnist):
     torch.manual_seed(0)
-    from bench.models import build_model
+    from bench.nets.models import build_model
 
     return build_model("convnet3", mnist)
 
@@ -226,7 +226,8 @@ def test_diagnostics_record_keys(mnist, net, tmp_path):
 
 
 def test_dream_flag_and_labels():
-    from bench.cli import build_parser, configs_from_args
+    from bench.cli.common import configs_from_args
+    from bench.cli.main import build_parser
 
     args = build_parser().parse_args(["run", "--method", "random", "--dataset", "mnist", "--ipc", "1", "--dream"])
     resolved = resolve(configs_from_args(args)[0])
@@ -236,7 +237,7 @@ def test_dream_flag_and_labels():
 
 
 def test_efficiency_first_checkpoint_and_ratio():
-    from bench.diagnostics import efficiency, mean_curve
+    from bench.dream.diagnostics import efficiency, mean_curve
 
     recs = [{"metrics": {"curve": [{"iteration": i, "accuracy": a} for i, a in zip((0, 10, 20, 40), accs)]}}
             for accs in ((50, 60, 70, 80), (52, 62, 72, 82))]

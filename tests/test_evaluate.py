@@ -4,9 +4,9 @@ import dataclasses
 
 import torch
 
-from bench.datasets import load_dataset
-from bench.evaluate import evaluate_synset, resolve_protocol
-from bench.synset import SyntheticSet
+from bench.data.datasets import load_dataset
+from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
+from bench.data.synset import SyntheticSet
 
 
 def test_test_images_are_normalised_like_the_training_images():

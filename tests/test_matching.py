@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from bench.augment import DiffAugment
-from bench.matching import (batched_match_loss, batched_matching_loss, distance_wb, match_loss,
+from bench.nets.augment import DiffAugment
+from bench.nets.matching import (batched_match_loss, batched_matching_loss, distance_wb, match_loss,
                             per_class_matching_loss, siamese_per_class)
-from bench.models import ConvNet
+from bench.nets.models import ConvNet
 
 
 def _hand_ours(rows_r, rows_s):

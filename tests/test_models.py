@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench.datasets import DATASETS, load_dataset
-from bench.errors import BenchError
-from bench.models import MODELS, ConvNet, build_model
+from bench.data.datasets import DATASETS, load_dataset
+from bench.core.errors import BenchError
+from bench.nets.models import MODELS, ConvNet, build_model
 
 
 def n_params(m):

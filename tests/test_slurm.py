@@ -22,10 +22,11 @@ import pytest
 import submitit
 import torch
 
-from bench.cli import build_parser, configs_from_args
-from bench.config import resolve
-from bench.errors import BenchError
-from bench.launch import (ClusterProfile, JobIndex, cell_statuses, load_profile, max_array_size, run_limited,
+from bench.cli.common import configs_from_args
+from bench.cli.main import build_parser
+from bench.run.config import resolve
+from bench.core.errors import BenchError
+from bench.grid.launch import (ClusterProfile, JobIndex, cell_statuses, load_profile, max_array_size, run_limited,
                           split_array)
 from tests.conftest import REPO, run_bench
 

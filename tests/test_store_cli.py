@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
-from bench.config import RunConfig, resolve
-from bench.initialisers import herding_order
-from bench.runner import execute
+from bench.cli.main import main
+from bench.run.config import RunConfig, resolve
+from bench.dream.initialisers import herding_order
+from bench.run.runner import execute
 from tests.conftest import REPO, run_bench
 
 SMOKE = ["--dataset", "digits", "--scale", "smoke"]
@@ -40,7 +40,7 @@ def test_record_holds_everything_needed_to_reproduce(tmp_path):
     record, _ = execute(cfg, tmp_path, device="cpu")
     on_disk = json.loads((tmp_path / "runs" / cfg.run_id / "record.json").read_text())
     assert on_disk["run_id"] == cfg.run_id == resolve(RunConfig(**{**cfg.config.__dict__})).run_id
-    assert on_disk["config"]["params"]["feature_min_steps"] == 300 and on_disk["config"]["protocol"]["epochs"] == 40
+    assert on_disk["config"]["initialiser_config"]["feature_min_steps"] == 300 and on_disk["config"]["protocol"]["epochs"] == 40
     assert set(on_disk["accuracy"]["per_model"]) == {"convnet3", "convnet3-bn"}
     accs = on_disk["accuracy"]["per_model"]["convnet3"]["last"]
     assert on_disk["accuracy"]["mean"] == pytest.approx(sum(accs) / len(accs))
@@ -94,7 +94,7 @@ def test_results_command_prints_and_exports_csv(tmp_path, capsys):
 def test_print_config_resolves_without_running(tmp_path, capsys):
     assert main(["run", "--method", "herding", "--ipc", "3", "--out", str(tmp_path / "o"), *SMOKE, "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed[0]["params"]["feature_epochs"] == 1 and len(printed[0]["run_id"]) == 16
+    assert printed[0]["initialiser_config"]["feature_epochs"] == 1 and len(printed[0]["run_id"]) == 16
     assert not (tmp_path / "o").exists()
 
 

@@ -19,9 +19,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench import continual, grid, plots, specs
-from bench.errors import BenchError
-from bench.specs import ContinualOptions, MethodSpec, ScaleOverride
+from bench.grid import cells as grid
+from bench.report import plots
+from bench.grid import specs
+from bench.core.errors import BenchError
+from bench.grid.specs import ContinualOptions, MethodSpec, ScaleOverride
+from bench.run.store import RunStore
 
 EVAL = (("epochs", 3),)
 
@@ -33,8 +36,7 @@ def _fields(method: str) -> set[str]:
 
 
 def _herding() -> MethodSpec:
-    params = (("feature_min_steps", 10),) if "feature_min_steps" in _fields("herding") else ()
-    return MethodSpec("Herding", "herding", params=params)
+    return MethodSpec("Herding", "herding", params=(("init.feature_min_steps", 10),))
 
 
 def _coresets() -> list[MethodSpec]:
@@ -43,14 +45,14 @@ def _coresets() -> list[MethodSpec]:
 
 def _idc() -> MethodSpec | None:
     """A tiny IDC (+ DREAM when its sampler is registered) that stores curves, losses, diagnostics."""
-    from bench.samplers import SAMPLERS
+    from bench.dream.compose import SAMPLERS
 
     fields = _fields("idc")
     if not fields:
         return None
     wanted = {"iterations": 2, "inner_loop": 2, "curve_points": 2, "curve_epochs": 2, "batch_real": 16,
-              "batch_real_dream": 16, "n_data": 32, "diagnostics_every": 1, "diagnostics_track_every": 1}
-    params = tuple(sorted((k, v) for k, v in wanted.items() if k in fields))
+              "sampler.batch_real": 16, "n_data": 32, "diagnostics.every": 1, "diagnostics.track_every": 1}
+    params = tuple(sorted((k, v) for k, v in wanted.items() if k in fields or "." in k))
     dream = "representative" in SAMPLERS
     return MethodSpec("IDC+DREAM" if dream else "IDC", "idc", dream=dream, params=params)
 
@@ -58,7 +60,7 @@ def _idc() -> MethodSpec | None:
 SMOKE_T1 = ScaleOverride(seeds="0-1", ipcs=(1,))
 # the fixture's IDC run records every diagnostic (Figs 1a, 2c, 3 and 4a draw from them)
 SMOKE_IDC = ScaleOverride(seeds="0", ipcs=(1,), datasets=("digits",), classes=3, max_train_per_class=40,
-                          max_test_per_class=20, params=(("diagnostics_every", 1), ("diagnostics_track_every", 1)))
+                          max_test_per_class=20, params=(("diagnostics.every", 1), ("diagnostics.track_every", 1)))
 
 
 def table1_variant():
@@ -86,9 +88,9 @@ SMOKE_ONE = ScaleOverride(seeds="0", ipcs=(1,))
 
 
 def fig4b_variant():
-    spec = figure_variant("fig4b", [_herding()], SMOKE_ONE, x="param:feature_epochs", logx=False,
+    spec = figure_variant("fig4b", [_herding()], SMOKE_ONE, x="param:init.feature_epochs", logx=False,
                           xlabel="feature-network epochs (herding)")
-    return replace(spec, grid=replace(spec.grid, param_sets=((("feature_epochs", 1),), (("feature_epochs", 2),))))
+    return replace(spec, grid=replace(spec.grid, param_sets=((("init.feature_epochs", 1),), (("init.feature_epochs", 2),))))
 
 
 def fig4d_variant():
@@ -109,8 +111,8 @@ def store(tmp_path_factory, _quiet_offline_env):
     if idc is not None:
         grid.run_cells(grid.expand(figure_variant("fig2b", [idc], SMOKE_IDC), "smoke", eval=EVAL), out, device="cpu")
     cl = fig4d_variant()
-    continual.run_cells(continual.expand_continual(cl, "smoke", eval=EVAL), out, device="cpu")
-    from bench.store import RunStore
+    grid.run_cells(grid.expand(cl, "smoke", eval=EVAL), out, device="cpu")
+    from bench.run.store import RunStore
 
     return SimpleNamespace(out=out, t1=t1, idc=idc, records=RunStore(out).records())
 
@@ -181,7 +183,7 @@ def _accuracies(store, spec, key: str, **expand_kwargs) -> list[float]:
 
 
 def test_table1_cells_hold_the_records_mean_and_std(store):
-    from bench.cmd_tables import render_csv, render_latex, render_markdown, tables_for
+    from bench.report.tables import render_csv, render_latex, render_markdown, tables_for
 
     tables = tables_for(store.t1, store.out, eval=EVAL)
     assert [t.scale for t in tables] == ["smoke"]
@@ -213,7 +215,7 @@ def test_table1_cells_hold_the_records_mean_and_std(store):
 
 
 def test_every_table_renders_in_every_format(store, tmp_path):
-    from bench.cmd_tables import write_tables
+    from bench.report.tables import write_tables
 
     for spec in specs.load_all("table"):
         for fmt in ("md", "latex", "csv"):
@@ -228,7 +230,7 @@ def test_every_table_renders_in_every_format(store, tmp_path):
 
 
 def test_table4_cross_architecture(store):
-    from bench.cmd_tables import render_csv, tables_for
+    from bench.report.tables import render_csv, tables_for
 
     t = tables_for(table4_variant(), store.out, eval=EVAL)[0]
     import pandas as pd
@@ -245,7 +247,7 @@ def test_table4_cross_architecture(store):
 
 
 def test_cli_dry_run_marks_done_and_missing(store, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     rc = main(["run", "--table", "1", "--scale", "smoke", "--datasets", "digits", "--ipc", "1",
                "--eval-set", "epochs=3", "--out", str(store.out), "--dry-run"])
@@ -303,15 +305,16 @@ def test_fig4b_final_accuracy_against_a_parameter(store):
     (res,) = _draw(fig4b_variant(), store, datasets=["digits"])
     spec = fig4b_variant()
     for epochs in (1, 2):
-        one = replace(spec, grid=replace(spec.grid, param_sets=((("feature_epochs", epochs),),)))
+        one = replace(spec, grid=replace(spec.grid, param_sets=((("init.feature_epochs", epochs),),)))
         accs = _accuracies(store, one, "Herding", datasets=["digits"])
         assert accs  # seed 0, plus table 1's seed 1 when herding's smoke default is the same cell
-        assert f"feature_epochs={epochs}: {statistics.fmean(accs):.2f}±{statistics.pstdev(accs):.2f}" in res.description
+        assert f"init.feature_epochs={epochs}: {statistics.fmean(accs):.2f}±{statistics.pstdev(accs):.2f}" in res.description
 
 
 def test_fig4d_continual_learning(store):
     (res,) = _draw(fig4d_variant(), store)
-    recs = continual.stored(store.out)
+    recs = [r for r in RunStore(store.out).records() if r.get("kind") == "continual"]
+    assert len(recs) == 1 and recs[0]["accuracy"]["mean"] == recs[0]["steps"][-1]["accuracy"]
     assert len(recs) == 1 and all(len(r["steps"]) == 5 for r in recs)
     assert [s["classes_seen"] for s in recs[0]["steps"]] == [2, 4, 6, 8, 10]
     final = statistics.fmean(r["steps"][-1]["accuracy"] for r in recs)
@@ -332,8 +335,7 @@ def test_curve_loss_and_diagnostic_figures(store, fid):
     recs = [r for r in store.records if r["config"]["method"] == "idc"]
     assert recs, "the fixture's IDC run left no record"
     if not any(plots.dig(r, source) for r in recs):
-        pytest.skip(f"IDC records hold no {source} yet (IDC params: diagnostics_every "
-                    f"{'present' if 'diagnostics_every' in _fields('idc') else 'absent'}); figure untestable until then")
+        pytest.skip(f"IDC records hold no {source} yet; figure untestable until then")
     spec = figure_variant(fid, [store.idc], SMOKE_IDC)
     (res,) = _draw(spec, store)
     assert res.records == len(recs)
@@ -347,7 +349,7 @@ def test_figures_report_missing_cells_clearly(store):
 
 
 def test_report_collects_tables_and_figures(store, tmp_path):
-    from bench.report import write_report
+    from bench.report.markdown import write_report
 
     _draw(fig4d_variant(), store)
     path = write_report(store.out, tmp_path / "report.md", draw=False)

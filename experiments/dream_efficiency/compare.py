@@ -7,7 +7,7 @@ reaches the base arm's final accuracy (bench.diagnostics.efficiency) with the ra
 import json, sys
 from pathlib import Path
 from collections import defaultdict
-from bench.diagnostics import mean_curve, efficiency
+from bench.dream.diagnostics import mean_curve, efficiency
 
 root = Path(sys.argv[1])
 arms = defaultdict(list)

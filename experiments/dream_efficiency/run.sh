@@ -19,7 +19,7 @@ case $method in
     bench run --method dc --sampler representative "${common[@]}" ;;
   idc)
     # lr_img 0.01 is 100x the authors' MNIST base: at theirs the images barely move in 40 steps
-    common+=(--set iterations=8 --set inner_loop=5 --set batch_real=32 --set batch_real_dream=32
+    common+=(--set iterations=8 --set inner_loop=5 --set batch_real=32 --set sampler.batch_real=32
              --set n_data=64 --set lr_img=0.01)
     bench run --method idc "${common[@]}"
     bench run --method idc --dream "${common[@]}" ;;

@@ -13,8 +13,8 @@ import tomllib
 
 import pytest
 
-from bench.errors import BenchError
-from bench.verify import DEFAULT_EXPECTED, load_expectations, verify, write_measurements
+from bench.core.errors import BenchError
+from bench.grid.verify import DEFAULT_EXPECTED, load_expectations, verify, write_measurements
 
 EXPECTATIONS = load_expectations()
 VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]

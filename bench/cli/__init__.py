@@ -1,0 +1,1 @@
+"""Layer 8: argument parsing and the commands, nothing else."""

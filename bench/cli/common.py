@@ -1,0 +1,108 @@
+"""What every command shares: the command registry, list parsing, the run-selection arguments and
+their expansion into run configs, and the validation a command does before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from tabulate import tabulate
+
+from bench.core.errors import BenchError
+from bench.core.registry import Registry
+from bench.data.datasets import DataOptions
+from bench.grid.cells import configs_from_spec_args
+from bench.run.config import SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
+from bench.run.runner import validate
+from bench.run.store import check_writable
+
+COMMANDS: Registry[tuple[str, Callable, Callable]] = Registry("command")
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    def decorator(main: Callable):
+        COMMANDS.register(name)((help, arguments, main))
+        return main
+
+    return decorator
+
+
+def split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(t) for t in split_list(text)]
+    except ValueError:
+        raise BenchError(f"malformed {what} {text!r}: use integers separated by commas") from None
+
+
+def add_run_selection(p: argparse.ArgumentParser) -> None:
+    """Arguments that describe a set of runs (shared with status-like commands)."""
+    p.add_argument("--method", help="method name(s), comma separated (see `bench list`)")
+    p.add_argument("--dataset", help="dataset name(s), comma separated")
+    p.add_argument("--ipc", help="images per class, comma separated")
+    p.add_argument("--seeds", help="seeds: 0-4, 0,2,5 or 3 (default 0; with --table/--fig: the spec's)")
+    p.add_argument("--model", default="convnet3", help="network to distil/select with (default convnet3)")
+    p.add_argument("--eval-models", help="networks to evaluate with, comma separated (default: --model)")
+    p.add_argument("--scale", default="paper", choices=["smoke", "reduced", "paper"], help="compute preset")
+    p.add_argument("--dream", action="store_true", help="DREAM: representative sampler + cluster initialiser")
+    p.add_argument("--sampler", help="real-batch sampler (overrides --dream's)")
+    p.add_argument("--init", dest="initialiser", help="initialiser (overrides --dream's)")
+    p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="method hyperparameter override (repeatable)")
+    p.add_argument("--eval-set", dest="eval", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluation protocol override, e.g. epochs=300 num_models=5 (repeatable)")
+    p.add_argument("--classes", type=int, help="use only the first N classes")
+    p.add_argument("--max-train-per-class", type=int, help="use only the first N training images per class")
+    p.add_argument("--max-test-per-class", type=int, help="use only the first N test images per class")
+    p.add_argument("--out", default="results", type=Path, help="results folder (default ./results)")
+    p.add_argument("--data-root", type=Path, help="data root (default $BENCH_DATA_ROOT or ./data)")
+
+
+def configs_from_args(args) -> list:
+    if getattr(args, "table", None) or getattr(args, "fig", None):  # a spec's grid (bench/grid/cells.py)
+        return configs_from_spec_args(args)
+    methods, datasets = split_list(args.method), split_list(args.dataset)
+    if not methods or not datasets or not args.ipc:
+        raise BenchError("bench run needs --method, --dataset and --ipc (or --table/--fig where available)")
+    ipcs = _ints(args.ipc, "IPC list")
+    seeds = parse_seeds(args.seeds or "0")
+    data = None
+    if args.classes or args.max_train_per_class or args.max_test_per_class:
+        base = SCALE_PRESETS.get(args.scale).data
+        data = DataOptions(
+            classes=args.classes or base.classes,
+            max_train_per_class=args.max_train_per_class or base.max_train_per_class,
+            max_test_per_class=args.max_test_per_class or base.max_test_per_class,
+        )
+    configs = []
+    for method in methods:
+        for dataset in datasets:
+            for ipc in ipcs:
+                for seed in seeds:
+                    configs.append(RunConfig(
+                        method=method, dataset=dataset, ipc=ipc, seed=seed, model=args.model,
+                        eval_models=tuple(split_list(args.eval_models)), scale=args.scale, dream=args.dream,
+                        sampler=args.sampler, initialiser=args.initialiser, params=parse_overrides(args.params, "--set"),
+                        eval=parse_overrides(args.eval, "--eval-set"), data=data,
+                    ))
+    return configs
+
+
+def prepare(configs: list, data_root: Path | None, out: Path) -> list:
+    """Resolve and validate every config, and check the output folder, before anything runs."""
+    resolved = [resolve(c) for c in configs]
+    for r in resolved:
+        validate(r, data_root)
+    check_writable(out)
+    return resolved
+
+
+def print_summary(records: list[dict]) -> None:
+    rows = [[r["config"]["label"], r["config"]["dataset"], r["config"]["ipc"], r["seed"], r["config"]["scale"],
+             f"{r['accuracy']['mean']:.2f} ± {r['accuracy']['std']:.2f}", len(r["accuracy"]["per_model"][r["accuracy"]["model"]]["last"]),
+             f"{r['timings']['total_s']:.1f}", r["run_id"]] for r in records]
+    print(tabulate(rows, headers=["method", "dataset", "IPC", "seed", "scale", "acc % (models)", "n", "seconds", "run id"]))

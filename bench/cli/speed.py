@@ -1,0 +1,189 @@
+"""``bench speed``: seconds per iteration and peak memory of every synthesis method at a fixed small
+config (28x28x1 and 32x32x3 inputs, IPC 1 and 10), on the current device.
+
+Without ``--data-root`` the images are random tensors of the right shape (timings do not depend on
+pixel values); with it, MNIST (and CIFAR-10, when present) are loaded from there. ``--mode``
+picks the matching loop: ``per-class`` (the authors' loop, the methods' default), ``batched`` (all
+classes in one pass, same maths) or ``both``, which times each cell both ways and prints the ratio.
+Peak memory: CUDA's max allocated, or on CPU the peak resident set size sampled every 5 ms during
+the run, minus the resident size before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from tabulate import tabulate
+
+from bench.cli.common import command, split_list
+from bench.core.errors import BenchError
+from bench.core.seeding import seed_everything
+from bench.data.datasets import DATASETS, DataOptions, ImageDataset, load_dataset
+from bench.dream.representative import clustering_share_at
+from bench.run.config import RunConfig, parse_overrides, resolve
+from bench.run.context import RunContext
+from bench.run.runner import configure_threads, pick_device
+from methods import METHODS
+
+
+
+def _random_dataset(name: str, per_class: int = 300, test_per_class: int = 10):
+
+    spec = DATASETS.get(name)
+    g = torch.Generator().manual_seed(0)
+    k = spec.num_classes
+    shape = (spec.channels, spec.size, spec.size)
+    return ImageDataset(
+        spec=spec,
+        train_images=torch.rand(k * per_class, *shape, generator=g),
+        train_labels=torch.arange(k).repeat_interleave(per_class),
+        test_images=torch.rand(k * test_per_class, *shape, generator=g),
+        test_labels=torch.arange(k).repeat_interleave(test_per_class),
+        class_names=[str(c) for c in range(k)],
+        variant="random tensors",
+    )
+
+
+def _dataset(name: str, data_root: Path | None):
+    if data_root is None:
+        return _random_dataset(name)
+
+    try:
+        return load_dataset(name, data_root, DataOptions(max_train_per_class=500, max_test_per_class=10))
+    except BenchError:
+        print(f"  ({name} not under {data_root}: random tensors of its shape)")
+        return _random_dataset(name)
+
+
+class _PeakRSS:
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.base = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def time_method(method: str, dataset, ipc: int, iterations: int, batched: bool | None, device: torch.device,
+                overrides: dict | None = None, seed: int = 0, sampler: str | None = None,
+                initialiser: str | None = None, dream: bool = False) -> dict:
+    """Run ``iterations`` iterations of a method; seconds per iteration, phase split, peak memory.
+    With DREAM's sampler, also the clustering share of an iteration at I_int = 10 (``dream_share``)."""
+
+    params = {"iterations": iterations, "curve_points": 0, **(overrides or {})}
+    if batched is not None:  # None: a method with a single loop (IDC)
+        params["batched"] = batched
+    resolved = resolve(RunConfig(method=method, dataset=dataset.name, ipc=ipc, seed=seed, scale="paper",
+                                 params=tuple(sorted(params.items())), dream=dream, sampler=sampler,
+                                 initialiser=initialiser))
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = RunContext(resolved, dataset.to(device), device, Path(tmp), checkpoint_every=0)
+        seed_everything(seed)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        with _PeakRSS() as rss:
+            wall, cpu = time.perf_counter(), time.process_time()
+            resolved.method_cls().run(ctx)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss.mb
+    phases = {k: v / max(iterations, 1) for k, v in ctx.timer.seconds.items() if k != "initialisation"}
+    out = {"s_per_it": wall / max(iterations, 1), "cpu_s_per_it": cpu / max(iterations, 1),
+           "phases": phases, "peak_mb": peak}
+    if "sampler" in ctx.metrics.get("dream", {}):
+        out["dream_share"] = clustering_share_at(ctx, wall, interval=10)
+    return out
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", default="dc,dsa,dm", help="methods to time (default dc,dsa,dm)")
+    p.add_argument("--datasets", default="mnist,cifar10", help="input shapes: mnist (28x28x1), cifar10 (32x32x3)")
+    p.add_argument("--ipc", default="1,10", help="IPCs (default 1,10)")
+    p.add_argument("--iterations", type=int, default=1, help="iterations timed per cell (default 1)")
+    p.add_argument("--mode", choices=("per-class", "batched", "both"), default="both",
+                   help="matching loop to time: per-class (the default of the methods), batched, or both "
+                        "with the per-class/batched ratio (default both)")
+    p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="method parameter override for every cell, e.g. batch_real=128 (repeatable)")
+    p.add_argument("--data-root", type=Path, help="load real MNIST/CIFAR-10 from here (default: random tensors)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    p.add_argument("--dream", action="store_true",
+                   help="also time each method with DREAM (representative sampler + cluster init) and "
+                        "report the clustering share of an iteration at I_int = 10")
+
+
+@command("speed", "seconds per iteration and peak memory of each synthesis method (small fixed config)", _args)
+def cmd_speed(args) -> int:
+
+    configure_threads()
+    device = pick_device(args.device)
+    overrides = dict(parse_overrides(args.params, "--set"))
+    methods = split_list(args.methods)
+    for m in methods:
+        METHODS.get(m)
+    modes = ("per-class", "batched") if args.mode == "both" else (args.mode,)
+    rows = []
+
+    def add_row(label, dataset, ipc, mode, r, share=""):
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["phases"].items()))
+        rows.append([label, f"{dataset.channels}x{dataset.size}x{dataset.size}", ipc, mode, f"{r['s_per_it']:.2f}",
+                     f"{r['cpu_s_per_it']:.2f}", phases, f"{r['peak_mb']:.0f}", share, ""])
+        print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
+
+    for i, ds_name in enumerate(split_list(args.datasets)):
+        dataset = _dataset(ds_name, args.data_root)
+        if i == 0:  # untimed: the first run pays one-time costs (thread pools, oneDNN kernel set-up)
+            fields = METHODS.get(methods[0]).Params.__dataclass_fields__
+            tiny = {k: v for k, v in {"batch_real": 8, "inner_loop": 1}.items() if k in fields}
+            time_method(methods[0], dataset, 1, 1, None, device, tiny)
+        for ipc in [int(x) for x in split_list(args.ipc)]:
+            for m in methods:
+                known = {f for f in METHODS.get(m).Params.__dataclass_fields__}
+                extra = {k: v for k, v in overrides.items() if k in known}
+                has_loops = "batched" in known  # IDC has a single (per-class) loop
+                walls = {}
+                for mode in modes if has_loops else ("per-class",):
+                    batched = (mode == "batched") if has_loops else None
+                    r = time_method(m, dataset, ipc, args.iterations, batched, device, extra)
+                    add_row(m, dataset, ipc, mode, r)
+                    walls[mode] = r["s_per_it"]
+                    batched_row = rows[-1]
+                    if args.dream and METHODS.get(m).matches_real:
+                        r = time_method(m, dataset, ipc, args.iterations, batched, device, extra, dream=True)
+                        add_row(f"{m}+dream", dataset, ipc, mode, r, f"{100 * r['dream_share']:.1f}%")
+                if len(walls) == 2:
+                    # > 1: batching pays on this device; < 1: the per-class loop is faster
+                    batched_row[-1] = f"{walls['per-class'] / walls['batched']:.2f}x"
+    print()
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"iterations per cell {args.iterations}, overrides {overrides or 'none'}")
+    print(tabulate(rows, headers=["method", "input", "IPC", "mode", "s/iter (wall)", "CPU s/iter",
+                                  "phases s/iter", "peak MB", "clustering share @I_int=10",
+                                  "batched speed-up (wall)"]))
+    return 0

@@ -1,0 +1,1 @@
+"""Layer 0: what every other layer uses (errors, registries, seeding, atomic writes)."""

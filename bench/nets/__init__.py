@@ -1,0 +1,1 @@
+"""Layer 2: networks, differentiable Siamese augmentation and the matching distances."""

@@ -1,0 +1,196 @@
+"""What a method sees while it runs: data, device, sampler, initialiser, metrics, timers,
+checkpoints and the accuracy-vs-iteration curve. Methods never touch the store or the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench.core.atomic import atomic_torch_save
+from bench.core.errors import BenchError
+from bench.core.progress import progress_enabled
+from bench.core.seeding import capture_rng_state, restore_rng_state
+from bench.data.synset import SyntheticSet
+from bench.dream.compose import INITIALISERS, SAMPLERS
+from bench.dream.diagnostics import track_synthetic
+from bench.evaluation.evaluate import evaluate_synset
+from bench.nets.models import build_model
+
+
+class DivergenceError(BenchError):
+    """NaN or inf in the loss or the synthetic images: the run stops, its last checkpoint stays."""
+
+
+class PhaseTimer:
+    """Wall-clock seconds per named phase (matching, network updates, clustering, evaluation...)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+class Checkpointer:
+    """Saves the distillation state every ``every`` iterations; ``every=0`` disables it."""
+
+    def __init__(self, path: Path, every: int):
+        self.path = path
+        self.every = every
+        self.resumed_from: int | None = None
+
+    def due(self, iteration: int) -> bool:
+        return self.every > 0 and iteration % self.every == 0
+
+    def save(self, payload: dict) -> None:
+        atomic_torch_save(payload, self.path)
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        return torch.load(self.path, weights_only=False, map_location="cpu")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class RunContext:
+    resolved: "object"  # bench.config.ResolvedRun
+    dataset: "object"  # bench.datasets.ImageDataset, already on `device`
+    device: torch.device
+    run_dir: Path
+    checkpoint_every: int = 0
+    metrics: dict = field(default_factory=dict)
+    timer: PhaseTimer = field(default_factory=PhaseTimer)
+    _sampler: object = None
+
+    def __post_init__(self) -> None:
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoint.pt", self.checkpoint_every)
+
+    # ---------------------------------------------------------------- what the run asked for
+    @property
+    def config(self):
+        return self.resolved.config
+
+    @property
+    def params(self):
+        return self.resolved.params
+
+    @property
+    def ipc(self) -> int:
+        return self.resolved.config.ipc
+
+    @property
+    def seed(self) -> int:
+        return self.resolved.config.seed
+
+    def build_model(self, name: str | None = None) -> torch.nn.Module:
+        return build_model(name or self.config.model, self.dataset).to(self.device)
+
+    @property
+    def sampler(self):
+        if self._sampler is None:
+            if self.resolved.sampler is None:
+                raise BenchError(f"method {self.config.method!r} declares no real-batch matching (matches_real)")
+            self._sampler = SAMPLERS.get(self.resolved.sampler)(self.dataset, self, self.resolved.sampler_config)
+        return self._sampler
+
+    def real_batch(self, method_default: int) -> int:
+        """Real images per class per matching step: the sampler's ``batch_real`` setting when it has
+        one (DREAM's code matches 128 where IDC's matches 64), else the method's own."""
+        return getattr(self.resolved.sampler_config, "batch_real", None) or method_default
+
+    def initialise(self, space: str = "normalized", factor: int = 1, pipeline: str = "vico") -> SyntheticSet:
+        initialiser = INITIALISERS.get(self.resolved.initialiser)(self.resolved.initialiser_config)
+        with self.timer("initialisation"):
+            return initialiser(self, self.ipc, space=space, factor=factor, pipeline=pipeline)
+
+    def progress(self, steps, done: int, total: int):
+        """The distillation loop with a progress bar (stderr; off when not a terminal unless
+        BENCH_PROGRESS=1), resumed runs starting at ``done`` of ``total``."""
+
+        return tqdm(steps, initial=done, total=total, desc=f"{self.resolved.label} {self.dataset.name} ipc={self.ipc}",
+                    unit="it", disable=not progress_enabled(), leave=False, mininterval=5 if not sys.stderr.isatty() else 0.1)
+
+    def track_synthetic(self, images, iteration: int, space: str = "normalized", pipeline: str = "vico") -> None:
+        """Fig 4a's hook, once per iteration: returns at once unless the run's diagnostics ask."""
+        track_synthetic(self, images, iteration, space=space, pipeline=pipeline)
+
+    # ---------------------------------------------------------------- safety
+    def check_finite(self, iteration: int, loss: float | torch.Tensor, images: torch.Tensor) -> None:
+        value = float(loss)
+        if not math.isfinite(value) or not torch.isfinite(images).all():
+            where = "matching loss" if not math.isfinite(value) else "synthetic images"
+            kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.path.exists() else "no checkpoint yet"
+            raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, iteration: int, state: dict) -> None:
+        """``state`` is the method's own (synthetic images, optimiser, sampler...); the context adds
+        every RNG state, the metrics so far and the phase timings."""
+        self.checkpointer.save({
+            "iteration": iteration,
+            "method_state": state,
+            "rng": capture_rng_state(),
+            "metrics": self.metrics,
+            "timer": self.timer.seconds,
+            "run_id": self.resolved.run_id,
+        })
+
+    def maybe_checkpoint(self, iteration: int, state_fn) -> None:
+        if self.checkpointer.due(iteration):
+            self.save_checkpoint(iteration, state_fn())
+
+    def resume(self) -> tuple[int, dict] | None:
+        """(iteration, method state) of the last checkpoint of this very run, with every RNG, the
+        metrics and timings restored; None when there is none."""
+        payload = self.checkpointer.load()
+        if payload is None or payload.get("run_id") != self.resolved.run_id:
+            return None
+        restore_rng_state(payload["rng"])
+        self.metrics.clear()
+        self.metrics.update(payload["metrics"])
+        self.timer.seconds = dict(payload["timer"])
+        self.checkpointer.resumed_from = payload["iteration"]
+        self.metrics.setdefault("resumed_at", []).append(payload["iteration"])
+        print(f"resuming run {self.resolved.run_id} at iteration {payload['iteration']}", flush=True)
+        return payload["iteration"], payload["method_state"]
+
+    # ---------------------------------------------------------------- accuracy vs iteration
+    def curve_due(self, iteration: int, total: int) -> bool:
+        points = getattr(self.params, "curve_points", 0)
+        if not points:
+            return False
+        marks = {round(total * k / points) for k in range(0, points + 1)}
+        return iteration in marks
+
+    def evaluate_curve_point(self, iteration: int, synset: SyntheticSet) -> float:
+        """Short evaluation at one iteration, stored under ``metrics['curve']``. It uses its own
+        derived seeds and restores the global RNG afterwards, so it never changes the run itself."""
+        epochs = getattr(self.params, "curve_epochs", 0) or self.resolved.protocol.epochs
+        models = getattr(self.params, "curve_models", 1)
+        protocol = dataclasses.replace(self.resolved.protocol, epochs=epochs, num_models=models)
+        state = capture_rng_state()
+        with self.timer("evaluation"):
+            results = evaluate_synset(synset, self.dataset, [self.config.model], protocol,
+                                      seed=self.seed * 7919 + iteration, device=self.device)
+        restore_rng_state(state)
+        accs = [r.last for r in results[self.config.model]]
+        mean = sum(accs) / len(accs)
+        self.metrics.setdefault("curve", []).append({"iteration": iteration, "accuracy": mean, "per_model": accs,
+                                                     "epochs": epochs})
+        return mean

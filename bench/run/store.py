@@ -1,0 +1,140 @@
+"""Results on disk: ``<out>/runs/<run_id>/record.json`` beside ``synset.pt``.
+
+The record is written last and atomically (temp file in the same folder, fsync, rename), so its
+presence means the run finished: a killed run leaves at most a checkpoint and temp files, never a
+partial record. Many processes may write different runs at once (SLURM array tasks on a shared
+file system); they never write the same file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from bench.core.atomic import atomic_torch_save, atomic_write_text
+from bench.core.errors import BenchError
+from bench.core.version import __version__
+
+PACKAGES = ("torch", "torchvision", "numpy", "fast-pytorch-kmeans", "scikit-learn", "scipy", "pandas", "submitit")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The git commit of the harness (with a dirty flag) and its package version.
+
+    Cached on first call, which the CLI makes at start-up: the record must name the code this
+    process loaded, not whatever the checkout holds when a long run finishes."""
+    root = Path(__file__).resolve().parents[2]
+    info = {"package": __version__, "git": None, "dirty": None}
+    try:
+        info["git"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                     check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        info["dirty"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info(device: torch.device) -> dict:
+    info = {"device": str(device), "torch_threads": torch.get_num_threads(), "host": platform.node(),
+            "cpu": platform.processor() or platform.machine()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be created or written, leaving nothing behind."""
+    probe_dir = out
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if probe_dir.exists() and not probe_dir.is_dir():
+        raise BenchError(f"output folder {out} cannot be written: {probe_dir} is a file")
+    probe = probe_dir / f".bench-write-probe-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"output folder {out} cannot be written ({exc.strerror or exc})") from None
+
+
+class RunStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def record_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "record.json"
+
+    def has_record(self, run_id: str) -> bool:
+        return self.record_path(run_id).exists()
+
+    def read_record(self, run_id: str) -> dict:
+        return json.loads(self.record_path(run_id).read_text())
+
+    def save_synset(self, run_id: str, synset) -> Path:
+        path = self.run_dir(run_id) / "synset.pt"
+        atomic_torch_save(synset.state(), path)
+        return path
+
+    def write_record(self, record: dict) -> Path:
+        path = self.record_path(record["run_id"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=float))
+        return path
+
+    def records(self) -> list[dict]:
+        out = []
+        for path in sorted(self.root.glob("runs/*/record.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue  # records are written atomically; anything unreadable is not ours
+        return out
+
+    def frame(self):
+        """One row per (run, evaluation model): the tidy frame every aggregator starts from."""
+        import pandas as pd
+
+        rows = []
+        for rec in self.records():
+            cfg = rec["config"]
+            for model, acc in rec["accuracy"]["per_model"].items():
+                rows.append({
+                    "run_id": rec["run_id"], "cell_id": rec["cell_id"], "method": cfg["method"],
+                    "label": cfg["label"], "dataset": cfg["dataset"], "ipc": cfg["ipc"], "seed": cfg["seed"],
+                    "scale": cfg["scale"], "data_variant": rec.get("data_variant", ""), "model": cfg["model"],
+                    "eval_model": model, "accuracy": acc["mean"], "accuracy_std": acc["std"],
+                    "test_selected_best": acc["test_selected_best_mean"], "n_models": len(acc["last"]),
+                })
+        return pd.DataFrame(rows)
