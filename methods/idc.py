@@ -46,8 +46,6 @@ from bench.core.params import build_settings
 from methods.base import METHODS, Method
 
 # Datasets the authors' ``--reproduce`` treats like MNIST/Fashion (L1 metric, base lr_img 1e-4).
-_GREY = ("mnist", "fashionmnist", "digits")
-_BIG_N_DATA = ("cifar10", "cifar100", "cifar10-jpeg")
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class IDCParams:
     * MNIST with factor > 1 (``misc/reproduce.py``): matching augmentation ``color_crop`` (no
       cutout), no CutMix in the network updates (``mixup_net vanilla``); its evaluation without
       CutMix and with DSA ``color_crop_scale_rotate`` is the ``idc`` protocol's MNIST exception in
-      ``bench.evaluate.resolve_protocol``. The SVHN factor-1 IPC-1 exception is not applied (IDC
+      the MNIST spec's ``protocol_overrides`` (bench/data/catalog.py). The SVHN factor-1 IPC-1 exception is not applied (IDC
       here always uses factor 2 unless overridden; pass eval overrides for IDC-I on SVHN).
     * ``digits`` (sklearn 8x8, not in the authors' code) is treated like MNIST/Fashion (L1, 1e-4,
       base size 32, so its lr is scaled by (8/32)^2).
@@ -109,10 +107,10 @@ class IDCParams:
             raise ValueError(f"mix_p must lie in [0, 1], got {self.mix_p}")
 
 
-def tune_lr_img(lr_img: float, ipc: int, size: int, dataset: str) -> float:
-    """The authors' ``tune_lr_img``: lr x (ipc / 10) x (size / base)^2, base 28 only for MNIST."""
-    base = 28 if dataset == "mnist" else 32
-    return lr_img * (ipc / 10) * (size / base) ** 2
+def tune_lr_img(lr_img: float, ipc: int, size: int, base_size: int) -> float:
+    """The authors' ``tune_lr_img``: lr x (ipc / 10) x (size / base)^2 (base 28 only for MNIST:
+    the dataset spec's ``idc_lr_base_size``)."""
+    return lr_img * (ipc / 10) * (size / base_size) ** 2
 
 
 def distance(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
@@ -163,19 +161,10 @@ class IDC(Method):
 
     @classmethod
     def defaults(cls, spec, ipc: int, scale: str, factor: int = 2) -> dict:
-        grey = spec.name in _GREY
-        d: dict = {
-            "metric": spec.idc_metric,
-            "lr_img": 1e-4 if grey else 5e-3,
-            "n_data": 2000 if spec.name in _BIG_N_DATA else 500,
-        }
-        if spec.name == "tinyimagenet":
-            d["n_data"] = 1000
-            if ipc == 50:
-                d["lr_img"] = 1e-6
-        if spec.name == "mnist" and factor > 1:
-            d["match_aug"] = "color_crop"
-            d["mix_p"] = 0.0
+        d: dict = {"metric": spec.idc_metric, "n_data": spec.idc_n_data,
+                   "lr_img": spec.idc_lr_img_at_ipc.get(ipc, spec.idc_lr_img)}
+        if factor > 1:
+            d.update(spec.idc_multi_formation)
         d.update({
             # paper: the authors' budget; IDC evaluates at n_iter/10, /5, /2, 1 (DREAM every 40):
             # ten points at the protocol's own 1000 epochs
@@ -203,7 +192,7 @@ class IDC(Method):
         device = ctx.device
         ipc, nclass = ctx.ipc, dataset.num_classes
         batch_real = ctx.real_batch(p.batch_real)
-        lr_img = tune_lr_img(p.lr_img, ipc, dataset.size, dataset.name)
+        lr_img = tune_lr_img(p.lr_img, ipc, dataset.size, dataset.spec.idc_lr_base_size)
         net_steps = math.ceil(p.n_data / batch_real)
         ctx.metrics.update({"batch_real": batch_real, "lr_img_effective": lr_img, "net_steps_per_inner": net_steps,
                             "loss_reduction": "mean over classes and inner steps of each outer iteration"})

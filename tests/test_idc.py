@@ -75,7 +75,7 @@ def test_decode_pads_odd_sizes_with_grey_like_the_authors():
 def _effective_lr(dataset: str, ipc: int) -> float:
     spec = DATASETS.get(dataset)
     params = IDC.resolve_params(spec, ipc, "paper", {})
-    return tune_lr_img(params.lr_img, ipc, spec.size, dataset)
+    return tune_lr_img(params.lr_img, ipc, spec.size, spec.idc_lr_base_size)
 
 
 @pytest.mark.parametrize("dataset,expected", [

@@ -1,4 +1,4 @@
-"""Gradient-matching distances and the class-batched matching loss (bench/matching.py)."""
+"""Gradient-matching distances and the class-batched matching loss (bench/nets/matching.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ class SyntheticSet:
     space: str = "normalized"
     factor: int = 1
     pipeline: str = "vico"  # which normalisation statistics apply (CIFAR100 differs, see datasets)
+    # where the set came from (bench.distill fills it: resolved config, metrics); never stored with it
+    info: dict = field(default_factory=dict, repr=False, compare=False)
 
     def training_tensors(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised, decoded images and their labels: what the evaluation network trains on."""

@@ -18,7 +18,7 @@ Settings (:class:`DiagnosticsConfig`, resolved and hashed with the run: ``--set 
 Hooks
 -----
 * Samplers call :func:`observe_real_batch` after every draw (``representative``/``central``/
-  ``boundary*`` in :mod:`bench.dream`, ``random`` in :mod:`bench.samplers`), so methods need no
+  ``boundary*`` in :mod:`bench.dream.representative`, ``random`` in :mod:`bench.dream.samplers`), so methods need no
   code for Figs 1a/2c/3.
 * Methods call ``track_synthetic(ctx, synset_or_images, iteration)`` once per iteration (one line;
   it returns at once unless the iteration is due) for Fig 4a.
@@ -218,7 +218,7 @@ def track_synthetic(ctx, images, iteration: int, index: int | None = None, space
                     pipeline: str | None = None, label: int | None = None) -> float | None:
     """Fig 4a hook: on due iterations, the distance in a random network's feature space between the
     tracked synthetic image now and at the previous due iteration. ``images`` is the method's
-    :class:`~bench.synset.SyntheticSet` or its image tensor (then pass ``space``/``pipeline`` if
+    :class:`~bench.data.synset.SyntheticSet` or its image tensor (then pass ``space``/``pipeline`` if
     they differ from "normalized"/"vico"). Returns the distance (None when not due or first)."""
     settings = _settings(ctx)
     every = int(settings.every)

@@ -99,7 +99,7 @@ pipeline, batch_rule, step_rule, init_draw, handling, dedupe, kmeans, calls (sam
 classes), reclusterings (per class: a round over all classes counts num_classes), duplicates,
 empty_clusters, empty_after_reseed, requested_batch, returned_batch, clustering_s}.
 ``init``: {name, k_per_class, factor, feature_space, pipeline, net, net_seed, duplicates,
-empty_clusters, empty_after_reseed, clustering_s, handling}. Diagnostics are described in :mod:`bench.diagnostics`.
+empty_clusters, empty_after_reseed, clustering_s, handling}. Diagnostics are described in :mod:`bench.dream.diagnostics`.
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ class BoundarySampler(_FeatureSampler):
 class BoundaryGradSampler(_FeatureSampler):
     """Fig 2b probe, gradient version: the ``n_req`` images of class c with the largest per-sample
     gradient norm ‖∇θ CE(net(x), c)‖₂ over all trainable parameters of the current network, images
-    normalised with the method's pipeline, no augmentation (:func:`bench.diagnostics.per_sample_grad_norms`)."""
+    normalised with the method's pipeline, no augmentation (:func:`bench.dream.diagnostics.per_sample_grad_norms`)."""
 
     name = "boundary_grad"
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from bench.data.datasets import DATASETS
 from bench.evaluation.train import test_accuracy, train_network
 from bench.nets.augment import DC_PARAMS, DiffAugment
 from bench.core.errors import BenchError
@@ -56,13 +57,10 @@ PROTOCOLS.register("idc")(EvalProtocol("idc", batch_size=64, schedule="idc", aug
 
 
 def resolve_protocol(name: str, dataset_name: str, **overrides) -> EvalProtocol:
-    """A registered protocol with the authors' per-dataset exceptions, then explicit overrides."""
+    """A registered protocol with the dataset's own exceptions (its spec's ``protocol_overrides``:
+    the authors' per-dataset variants), then explicit overrides."""
     protocol = PROTOCOLS.get(name)
-    if name == "dc" and dataset_name in ("mnist", "digits"):
-        protocol = dataclasses.replace(protocol, epochs=1000, augment="dc")
-    if name == "idc" and dataset_name == "mnist":  # IDC --reproduce, MNIST with factor > 1 (IDC's
-        # default; IDC-I runs with factor 1 should pass cutmix_p=0.5 augment=idc as eval overrides)
-        protocol = dataclasses.replace(protocol, cutmix_p=0.0, augment="idc:color_crop_scale_rotate")
+    protocol = dataclasses.replace(protocol, **DATASETS.get(dataset_name).protocol_overrides.get(name, {}))
     fields = {f.name for f in dataclasses.fields(EvalProtocol)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -16,7 +16,7 @@ overrides ``smoke`` runs seeds 0-1 and ``reduced`` seeds 0-2.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.run.config import RunConfig, SCALE_PRESETS, parse_seeds, resolve
@@ -27,6 +27,7 @@ from methods import METHODS
 from bench.grid.specs import PLANNED, MethodSpec, ScaleOverride, Spec
 from bench.grid import specs
 from bench.run.config import parse_overrides
+from bench.run.staleness import StaleIndex
 from bench.run.store import RunStore
 from bench.run.runner import execute, validate
 
@@ -284,6 +285,7 @@ class Collected:
     cells: list[Cell]  # one per cell (its first seed); cell.cell_id keys ``records``
     records: dict[str, list[dict]]  # cell_id -> records of every seed found
     variants: dict[str, str]  # dataset -> data variant of its records ("" = the whole dataset)
+    stale: dict[str, list[dict]] = field(default_factory=dict)  # cell_id -> records of an older config
 
     def records_of(self, cell: Cell) -> list[dict]:
         return sorted(self.records.get(cell.cell_id, []), key=lambda r: r["seed"]) if cell.cell_id else []
@@ -293,8 +295,13 @@ class Collected:
         return sum(len(self.records_of(c)) for c in self.cells)
 
     def missing(self) -> list[tuple[Cell, str]]:
-        """Cells without any record, with the reason (not registered, cannot be configured, not run)."""
-        return [(c, c.note or "not run yet") for c in self.cells if not self.records_of(c)]
+        """Cells without any record, with the reason (not registered, cannot be configured, stale,
+        not run)."""
+        return [(c, c.note or self.stale_note(c) or "not run yet") for c in self.cells if not self.records_of(c)]
+
+    def stale_note(self, cell: Cell) -> str:
+        old = self.stale.get(cell.cell_id) if cell.cell_id else None
+        return f"stale: {len(old)} record(s) of an older config; rerun to replace" if old else ""
 
 
 def _first_seed_only(spec: Spec, scale: str) -> str:
@@ -305,10 +312,10 @@ def _first_seed_only(spec: Spec, scale: str) -> str:
 def collect(spec: Spec, out, scales=None, datasets=None, records: list[dict] | None = None,
             **expand_kwargs) -> list[Collected]:
     """Match stored records to the spec's cells by cell id (the resolved config without its seed), so
-    every seed found counts, and presets and data variants never mix. Scales: those asked for, else
+    every seed found counts, and presets and data variants never mix. Records of a cell made under an
+    older config are kept apart as ``stale`` (bench/run/staleness.py). Scales: those asked for, else
     every scale with records of this spec (``paper`` with everything missing when there are none).
     Datasets: those asked for, else the ones with records at that scale (the spec's when none)."""
-
     expand_kwargs.pop("seeds", None)  # every seed found counts
     if records is None:
         records = RunStore(out).records()
@@ -320,6 +327,7 @@ def collect(spec: Spec, out, scales=None, datasets=None, records: list[dict] | N
         ds = stored_datasets.setdefault(cfg.get("scale", ""), [])
         if cfg.get("dataset") not in ds:
             ds.append(cfg.get("dataset"))
+    stale_index = StaleIndex(records, ignore_seed=True)
     result = []
     for scale in scales or SCALE_NAMES_ORDER:
         so = scale_override(spec, scale)
@@ -327,16 +335,19 @@ def collect(spec: Spec, out, scales=None, datasets=None, records: list[dict] | N
             list(so.datasets or spec.grid.datasets) + [d for d in stored_datasets.get(scale, []) if d in DATASETS]))
         cells = expand(spec, scale, datasets=candidates, seeds=_first_seed_only(spec, scale), **expand_kwargs)
         hits = {c.cell_id: by_cell[c.cell_id] for c in cells if c.cell_id and c.cell_id in by_cell}
-        if not hits and not scales:
+        stale = {c.cell_id: old for c in cells if c.runnable and c.cell_id not in hits
+                 and (old := stale_index.stale_for(resolve(c.config)))}
+        if not hits and not stale and not scales:
             continue
         shown = list(datasets) if datasets else [d for d in candidates if any(
-            c.dataset == d and c.cell_id in hits for c in cells)] or list(so.datasets or spec.grid.datasets)
+            c.dataset == d and (c.cell_id in hits or c.cell_id in stale) for c in cells)] \
+            or list(so.datasets or spec.grid.datasets)
         cells = [c for c in cells if c.dataset in shown]
         variants = {}
         for c in cells:
             for rec in hits.get(c.cell_id, []):
                 variants.setdefault(c.dataset, rec.get("data_variant", ""))
-        result.append(Collected(spec, scale, shown, cells, hits, variants))
+        result.append(Collected(spec, scale, shown, cells, hits, variants, stale))
     if not result:
         cells = expand(spec, "paper", seeds=_first_seed_only(spec, "paper"), **expand_kwargs)
         result.append(Collected(spec, "paper", list(spec.grid.datasets), cells, {}, {}))

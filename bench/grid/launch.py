@@ -3,7 +3,7 @@
 arrays with array parallelism, split at the cluster's MaxArraySize).
 
 Each task is a :class:`RunTask`, a submitit ``Checkpointable`` that calls
-:func:`bench.runner.run_config`. On preemption or timeout submitit requeues it with the same config;
+:func:`bench.run.runner.run_config`. On preemption or timeout submitit requeues it with the same config;
 the requeued run finds the run's distillation checkpoint (``<out>/runs/<run_id>/checkpoint.pt``)
 and the method resumes from it. Finished cells (record present) are never submitted, and neither are
 cells already queued or running.
@@ -33,6 +33,7 @@ import submitit
 
 from bench.core.errors import BenchError
 from bench.core.atomic import atomic_write_text
+from bench.run.staleness import StaleIndex
 from bench.run.store import RunStore
 from bench.run.runner import run_config
 
@@ -218,7 +219,7 @@ def _job_entry(executor: str, job, label: str, extra: dict | None = None) -> dic
 
 
 # ------------------------------------------------------------------------------------ status
-STATES = ("done", "queued", "running", "failed", "missing", "unknown")
+STATES = ("done", "queued", "running", "failed", "stale", "missing", "unknown")
 _SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 _SLURM_RUNNING = {"CONFIGURING", "RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED",
                   "STOPPED"}
@@ -308,6 +309,7 @@ def _failed(run_id: str, entry: dict, detail: str, lines: int, result: tuple | N
 def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> list[CellStatus]:
     """The state of each resolved run, from the store, the job index, squeue and the job folders."""
     store, index = RunStore(out), JobIndex(out)
+    stale = StaleIndex(store.records())
     entries = {r.run_id: index.read(r.run_id) for r in resolved}
     slurm_ids = [e["job_id"] for e in entries.values() if e and e.get("executor") == "slurm" and e.get("job_id")]
     queue = squeue_states(slurm_ids) if slurm_ids else {}
@@ -319,7 +321,10 @@ def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> li
             statuses.append(CellStatus(run_id, "done", job_id))
             continue
         if entry is None:
-            statuses.append(CellStatus(run_id, "missing"))
+            old = stale.stale_for(r)
+            statuses.append(CellStatus(run_id, "stale", None, f"{len(old)} record(s) of an older config: "
+                                       f"{', '.join(rec['run_id'] for rec in old)}; rerun to replace")
+                            if old else CellStatus(run_id, "missing"))
             continue
         executor = entry.get("executor")
         if executor == "local" and job_id is None:  # waiting in a `bench run --executor local` queue
@@ -451,7 +456,7 @@ def launch(resolved: Sequence, out: Path, data_root: Path | None, device: str, f
     todo, skipped = [], {"done": 0, "queued": 0, "running": 0, "unknown": 0}
     for r in unique:
         state = statuses[r.run_id].state
-        if state in ("missing", "failed") or (state == "done" and force):
+        if state in ("missing", "stale", "failed") or (state == "done" and force):
             todo.append(r)
         else:
             skipped[state] += 1

@@ -34,18 +34,21 @@ SCALE_NAMES = ("smoke", "reduced", "paper")
 
 # Names a spec may use before their implementation lands (the cells show as missing meanwhile):
 # Table 6 names ImageNet-1K, which the trajectory-matching work registers.
-PLANNED = {"dataset": {"imagenet1k"}}
+PLANNED = {"dataset": {"imagenet1k": "ImageNet-1K"}}  # name -> display name
 
-DATASET_DISPLAY = {
-    "mnist": "MNIST", "fashionmnist": "FashionMNIST", "svhn": "SVHN", "cifar10": "CIFAR10",
-    "cifar100": "CIFAR100", "tinyimagenet": "TinyImageNet", "imagenet1k": "ImageNet-1K",
-    "digits": "digits", "cifar10-jpeg": "CIFAR10-JPEG",
-}
 MODEL_DISPLAY = {"convnet3": "Conv-3", "resnet10": "Res-10", "densenet121": "Dense-121", "convnet4": "Conv-4",
                  "convnet3-bn": "Conv-3-BN", "resnet10-in": "Res-10-IN"}
 
-# Datasets without the paper's numbers, compared (and said so in the caption) with a stand-in's.
-PAPER_STAND_INS = {"cifar10-jpeg": "cifar10", "digits": "mnist"}
+
+
+def dataset_title(name: str) -> str:
+    """How tables and figures name a dataset (its spec's display name)."""
+    return DATASETS.get(name).title if name in DATASETS else PLANNED["dataset"].get(name, name)
+
+
+def paper_stand_in(name: str) -> str | None:
+    """The dataset whose paper numbers a stand-in is shown beside (its spec says), else None."""
+    return DATASETS.get(name).paper_stand_in if name in DATASETS else None
 
 
 def spec_dirs() -> dict[str, Path]:
@@ -218,7 +221,7 @@ class SpecReader:
 
     def name(self, kind: str, value: Any, where: str, registry) -> str:
         if not isinstance(value, str) or (value not in registry and value not in PLANNED.get(kind, ())):
-            known = sorted(set(registry.names()) | PLANNED.get(kind, set()))
+            known = sorted(set(registry.names()) | set(PLANNED.get(kind, ())))
             raise self.fail(where, f"unknown {kind} {value!r}; known {kind}s: {', '.join(known)}")
         return value
 

@@ -197,7 +197,7 @@ def _densenet121(channels: int, num_classes: int, image_size: int, dataset=None)
 
 
 def build_model(name: str, dataset, num_classes: int | None = None) -> nn.Module:
-    """Build a registered model for a loaded :class:`~bench.datasets.ImageDataset`."""
+    """Build a registered model for a loaded :class:`~bench.data.datasets.ImageDataset`."""
     builder = MODELS.get(name)
     return builder(
         channels=dataset.channels,

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-from bench.grid.specs import PAPER_STAND_INS
 from bench.data.synset import SyntheticSet
 from bench.data.datasets import DataOptions, load_dataset
 from bench.nets.models import build_model
@@ -38,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.grid.specs import DATASET_DISPLAY, Spec  # noqa: E402
+from bench.grid.specs import Spec, dataset_title, paper_stand_in  # noqa: E402
 
 PARAM_DISPLAY = {"sampler.clusters": "N", "sampler.per_cluster": "n", "sampler.interval": "I_int"}
 
@@ -124,13 +123,13 @@ def _panel_key(spec: Spec, cell, many_datasets: bool) -> str:
     axis = spec.figure.panels
     parts = []
     if many_datasets:
-        parts.append(DATASET_DISPLAY.get(cell.dataset, cell.dataset))
+        parts.append(dataset_title(cell.dataset))
     if axis == "method":
         parts.append(cell.method.key)
     elif axis == "base":
         parts.append(cell.method.method.upper())
     elif axis == "dataset" and not many_datasets:
-        parts.append(DATASET_DISPLAY.get(cell.dataset, cell.dataset))
+        parts.append(dataset_title(cell.dataset))
     elif axis.startswith("param:"):
         name = axis[6:]
         parts.append(f"{PARAM_DISPLAY.get(name, name)} = {cell.param(name)}")
@@ -153,7 +152,7 @@ def _subtitle(collected) -> str:
     for d in collected.datasets:
         variant = collected.variants.get(d)
         if variant is not None:
-            parts.append(f"{DATASET_DISPLAY.get(d, d)}" + (f" [{variant}]" if variant else ""))
+            parts.append(f"{dataset_title(d)}" + (f" [{variant}]" if variant else ""))
     return " · ".join(parts)
 
 
@@ -174,7 +173,7 @@ def _references(ax, spec: Spec, datasets=()) -> None:
     """The paper's lines, only on figures of the paper's dataset (or its stand-in, e.g. cifar10-jpeg)."""
 
     own = set(spec.grid.datasets)
-    if datasets and not any(d in own or PAPER_STAND_INS.get(d) in own for d in datasets):
+    if datasets and not any(d in own or paper_stand_in(d) in own for d in datasets):
         return
     for ref in spec.figure.references:
         if ref.axis == "x":
@@ -251,7 +250,7 @@ def plot_param(collected, folder: Path) -> FigureResult:
     series: dict[str, list] = {}
     for cell, recs in groups:
         accs = [r["accuracy"]["per_model"][r["accuracy"]["model"]]["mean"] for r in recs]
-        label = cell.method.key + (f" · {DATASET_DISPLAY.get(cell.dataset, cell.dataset)}"
+        label = cell.method.key + (f" · {dataset_title(cell.dataset)}"
                                    if len(collected.datasets) > 1 else "")
         series.setdefault(label, []).append((cell.param(name), float(np.mean(accs)), float(np.std(accs)), len(accs)))
         res.records += len(recs)
@@ -578,7 +577,7 @@ def plot_continual(collected, folder: Path) -> FigureResult:
     first = groups[0][1][0]
     opts, task = first["config"], first["config"]["task_options"]
     variant = col.variants.get(opts["dataset"], "")
-    subtitle = (f"scale: {col.scale} · {DATASET_DISPLAY.get(opts['dataset'], opts['dataset'])}"
+    subtitle = (f"scale: {col.scale} · {dataset_title(opts['dataset'])}"
                 f"{' [' + variant + ']' if variant else ''} · {task['steps']} steps of "
                 f"{first['classes_per_step']} classes · distil {opts['model']}, evaluate {task['eval_model']}")
     if opts["dataset"] != "cifar100":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.grid.specs import DATASET_DISPLAY, MODEL_DISPLAY, PAPER_STAND_INS, Metric, PaperValue, Spec
+from bench.grid.specs import MODEL_DISPLAY, Metric, PaperValue, Spec, dataset_title, paper_stand_in
 from bench.run.config import SCALE_PRESETS
 from bench.grid.cells import collect
 
@@ -53,7 +53,7 @@ class Entry:
         if axis == "method":
             return self.method_key
         if axis == "dataset":
-            return DATASET_DISPLAY.get(self.dataset, self.dataset) if display else self.dataset
+            return dataset_title(self.dataset) if display else self.dataset
         if axis == "ipc":
             return self.ipc
         if axis in ("model", "eval_model"):
@@ -128,8 +128,8 @@ def paper_dataset(spec: Spec, dataset: str) -> str:
     with_numbers = {k.split("|")[0] for k in spec.paper}
     if dataset in with_numbers:
         return dataset
-    if PAPER_STAND_INS.get(dataset) in with_numbers:
-        return PAPER_STAND_INS[dataset]
+    if paper_stand_in(dataset) in with_numbers:
+        return paper_stand_in(dataset)
     if len(spec.grid.datasets) == 1 and spec.grid.datasets[0] in with_numbers:
         return spec.grid.datasets[0]
     return dataset
@@ -175,7 +175,9 @@ def build_table(collected) -> Table:
                                     if cell is None:
                                         e.note = "not in the grid at this scale"
                                     elif not recs:
-                                        e.note = cell.note or "not run yet"
+                                        e.note = cell.note or collected.stale_note(cell) or "not run yet"
+                                        if cell.cell_id in collected.stale:
+                                            e.status = "stale"
                                     else:
                                         e.records = recs
                                         e.seeds = [r["seed"] for r in recs]
@@ -218,7 +220,7 @@ def _fmt_ours(e: Entry, latex: bool = False) -> str:
     if e.status == "reported":
         return ""
     if e.status != "ok":
-        return r"\textit{missing}" if latex else "missing"
+        return (r"\textit{%s}" % e.status) if latex else e.status
     if e.metric.kind == "iterations_to_reach":
         unreached = e.n - len(e.reached)
         if not e.reached:
@@ -288,7 +290,7 @@ def _display(axis: str, value) -> str:
     if axis in ("model", "eval_model"):
         return MODEL_DISPLAY.get(value, value)
     if axis == "dataset":
-        return DATASET_DISPLAY.get(value, value)
+        return dataset_title(value)
     if axis.startswith("param:"):
         return f"{axis_title(axis)}={value}"
     return str(value)
@@ -306,14 +308,14 @@ def caption(t: Table) -> list[str]:
                  f"Only records of this preset are used.")
     for d in t.datasets:
         variant = t.variants.get(d)
-        shown = DATASET_DISPLAY.get(d, d)
+        shown = dataset_title(d)
         if variant is None:
             lines.append(f"Data: {shown}: no records yet.")
         else:
             lines.append(f"Data: {shown}{' [' + variant + ']' if variant else ' (whole dataset)'}.")
         stand_in = paper_dataset(spec, d)
         if stand_in != d:
-            lines.append(f"Paper column for {shown} shows {DATASET_DISPLAY.get(stand_in, stand_in)}'s numbers "
+            lines.append(f"Paper column for {shown} shows {dataset_title(stand_in)}'s numbers "
                          f"(no paper numbers exist for {shown}; a reference, not a like-for-like comparison).")
     tols = {k: v for k, v in t.tolerance_of.items() if v is not None}
     if tols:
@@ -322,12 +324,13 @@ def caption(t: Table) -> list[str]:
 
         lines.append("Flag ! (LaTeX *): |Δ| above the tolerance (" +
                      ", ".join(f"{k}: {rule(v)} points" for k, v in tols.items()) + ").")
-    missing = [e for e in t.entries if e.status == "missing"]
-    if missing:
+    for status, title in (("stale", "Stale cells (records of an older config; not shown)"), ("missing", "Missing cells")):
         reasons = {}
-        for e in missing:
-            reasons.setdefault(e.note, set()).add(e.method_key)
-        lines.append("Missing cells: " + "; ".join(f"{', '.join(sorted(keys))}: {note}" for note, keys in reasons.items()) + ".")
+        for e in t.entries:
+            if e.status == status:
+                reasons.setdefault(e.note, set()).add(e.method_key)
+        if reasons:
+            lines.append(f"{title}: " + "; ".join(f"{', '.join(sorted(keys))}: {note}" for note, keys in reasons.items()) + ".")
     return lines
 
 

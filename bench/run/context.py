@@ -69,8 +69,8 @@ class Checkpointer:
 
 @dataclass
 class RunContext:
-    resolved: "object"  # bench.config.ResolvedRun
-    dataset: "object"  # bench.datasets.ImageDataset, already on `device`
+    resolved: "object"  # bench.run.config.ResolvedRun
+    dataset: "object"  # bench.data.datasets.ImageDataset, already on `device`
     device: torch.device
     run_dir: Path
     checkpoint_every: int = 0

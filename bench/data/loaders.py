@@ -1,0 +1,195 @@
+"""Loading each dataset through torchvision's own classes (or the files it ships as), into uint8
+tensors; decoded archives are cached under ``$BENCH_CACHE``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from bench.core.errors import BenchError
+from bench.data.spec import DatasetSpec, RawSplits, cache_root, downloads_allowed
+
+
+def _missing_error(spec: DatasetSpec, root: Path, reason: str = "") -> BenchError:
+    files = ", ".join(spec.expected_files)
+    extra = f" ({reason})" if reason else ""
+    return BenchError(
+        f"dataset {spec.name!r}: files not found under {root}{extra}; expected {files} "
+        f"(set --data-root or BENCH_DATA_ROOT)"
+    )
+
+
+def _torchvision_load(spec: DatasetSpec, root: Path, cls_name: str, split_kw: Callable[[bool], dict]):
+    """Load both splits with torchvision's own class, downloading only when files are missing."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    splits = []
+    for train in (True, False):
+        try:
+            splits.append(cls(root=str(root), download=False, **split_kw(train)))
+            continue
+        except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+            first_error = exc
+        except Exception as exc:  # truncated or garbled files fail while parsing
+            raise BenchError(
+                f"dataset {spec.name!r}: files under {root} are corrupt or unreadable "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        if not downloads_allowed() or not spec.downloadable:
+            raise _missing_error(spec, root, str(first_error).splitlines()[0])
+        try:
+            splits.append(cls(root=str(root), download=True, **split_kw(train)))
+        except Exception as exc:
+            raise _missing_error(
+                spec, root, f"download failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            ) from None
+    return splits
+
+
+def _as_nchw_uint8(data) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(data))
+    if t.ndim == 3:  # (N, H, W) greyscale
+        t = t.unsqueeze(1)
+    elif t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):  # (N, H, W, C)
+        t = t.permute(0, 3, 1, 2)
+    return t.contiguous()
+
+
+def _load_train_flag(cls_name: str):
+    """MNIST, FashionMNIST, CIFAR10 and CIFAR100: torchvision classes split by ``train=``."""
+
+    def load(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+        train, test = _torchvision_load(spec, root, cls_name, lambda t: {"train": t})
+        return RawSplits(
+            _as_nchw_uint8(train.data), torch.as_tensor(train.targets),
+            _as_nchw_uint8(test.data), torch.as_tensor(test.targets),
+            list(train.classes),
+        )
+
+    return load
+
+
+def _load_svhn(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    train, test = _torchvision_load(
+        spec, root, "SVHN", lambda t: {"split": "train" if t else "test"}
+    )
+    return RawSplits(
+        torch.as_tensor(train.data), torch.as_tensor(train.labels),
+        torch.as_tensor(test.data), torch.as_tensor(test.labels),
+        [str(i) for i in range(10)],
+    )
+
+
+def _image_folder_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode an ImageFolder tree into one uint8 tensor with torchvision's own class."""
+    from torchvision.datasets import ImageFolder
+
+    dataset = ImageFolder(str(folder))
+    images = np.stack([np.asarray(dataset.loader(path).convert("RGB")) for path, _ in dataset.samples])
+    labels = torch.tensor([label for _, label in dataset.samples])
+    return _as_nchw_uint8(images), labels, list(dataset.classes)
+
+
+def _cached(key: str, build: Callable[[], RawSplits]) -> RawSplits:
+    """Decoding tens of thousands of JPEGs takes a minute: keep the tensors in the cache folder."""
+    path = cache_root() / "decoded" / f"{key}.pt"
+    if path.exists():
+        try:
+            return RawSplits(**torch.load(path, weights_only=False))
+        except Exception:
+            path.unlink(missing_ok=True)  # a stale or broken cache is rebuilt, never trusted
+    splits = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(splits.__dict__, tmp)
+    os.replace(tmp, path)
+    return splits
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_cifar10_jpeg(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    archive = root / "cifar10-jpeg.tar.gz"
+    if not archive.exists():
+        raise _missing_error(spec, root)
+    key = f"cifar10-jpeg-{_file_digest(archive)}"
+
+    def build() -> RawSplits:
+        extract_to = cache_root() / "extracted" / key
+        try:
+            if not (extract_to / "train").exists():
+                extract_to.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(archive) as tar:
+                    tar.extractall(extract_to, filter="data")
+            top = next(p.parent for p in extract_to.rglob("train") if p.is_dir())
+            train_x, train_y, classes = _image_folder_tensors(top / "train")
+            test_x, test_y, _ = _image_folder_tensors(top / "test")
+        except (tarfile.TarError, OSError, StopIteration, EOFError) as exc:
+            raise BenchError(
+                f"dataset {spec.name!r}: archive {archive} is corrupt or unreadable ({exc})"
+            ) from None
+        return RawSplits(train_x, train_y, test_x, test_y, classes)
+
+    return _cached(key, build)
+
+
+def _load_tinyimagenet(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    """The standard ``tiny-imagenet-200/`` layout: train/<wnid>/images/*.JPEG, val annotations."""
+    top = root / "tiny-imagenet-200"
+    annotations = top / "val" / "val_annotations.txt"
+    if not (top / "train").is_dir() or not annotations.exists():
+        raise _missing_error(spec, root)
+    stamp = f"{(top / 'train').stat().st_mtime_ns}-{annotations.stat().st_size}"
+    key = f"tinyimagenet-{hashlib.md5(str(top.resolve()).encode() + stamp.encode()).hexdigest()[:12]}"
+
+    def build() -> RawSplits:
+        from PIL import Image
+
+        try:
+            train_x, train_y, wnids = _image_folder_tensors(top / "train")
+            index = {w: i for i, w in enumerate(wnids)}
+            images, labels = [], []
+            for line in annotations.read_text().splitlines():
+                name, wnid = line.split("\t")[:2]
+                with Image.open(top / "val" / "images" / name) as img:
+                    images.append(np.asarray(img.convert("RGB")))
+                labels.append(index[wnid])
+        except (OSError, KeyError, ValueError) as exc:
+            raise BenchError(f"dataset {spec.name!r}: files under {top} are corrupt ({exc})") from None
+        return RawSplits(train_x, train_y, _as_nchw_uint8(np.stack(images)), torch.tensor(labels), wnids)
+
+    return _cached(key, build)
+
+
+def _load_digits(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16): no download needed.
+
+    There is no official split: a stratified 70/30 split with a fixed seed, so every run and every
+    machine sees the same test set.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)[:, None]
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, bunch.target, test_size=0.3, random_state=0, stratify=bunch.target
+    )
+    return RawSplits(
+        torch.as_tensor(x_train), torch.as_tensor(y_train),
+        torch.as_tensor(x_test), torch.as_tensor(y_test),
+        [str(i) for i in range(10)],
+    )
