@@ -118,16 +118,7 @@ class DC(Method):
         def current() -> SyntheticSet:
             return SyntheticSet(image_syn.detach().clone(), synset.labels.clone(), space="normalized")
 
-        start = 0
-        resumed = ctx.resume()
-        if resumed is not None:
-            start, state = resumed
-            with torch.no_grad():
-                image_syn.copy_(state["images"].to(image_syn.device))
-            opt_img.load_state_dict(state["optimizer"])
-            ctx.sampler.load_state_dict(state.get("sampler", {}))
-        elif ctx.curve_due(0, p.iterations):
-            ctx.evaluate_curve_point(0, current())
+        start = ctx.start_or_resume(image_syn, opt_img, current, p.iterations)
         losses = ctx.metrics.setdefault("loss", [])
         train_images = dataset.train_images
 
@@ -158,9 +149,7 @@ class DC(Method):
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())
             ctx.track_synthetic(image_syn.detach(), it)  # Fig 4a, when diagnostics are on
-            ctx.maybe_checkpoint(it, lambda: {"images": image_syn.detach().cpu().clone(),
-                                              "optimizer": opt_img.state_dict(),
-                                              "sampler": ctx.sampler.state_dict()})
+            ctx.maybe_checkpoint(it, lambda: ctx.matching_state(image_syn, opt_img))
         return current()
 
     @staticmethod

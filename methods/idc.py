@@ -189,45 +189,26 @@ class IDC(Method):
     def run(self, ctx) -> SyntheticSet:
         p: IDCParams = ctx.params
         dataset = ctx.dataset
-        device = ctx.device
-        ipc, nclass = ctx.ipc, dataset.num_classes
         batch_real = ctx.real_batch(p.batch_real)
-        lr_img = tune_lr_img(p.lr_img, ipc, dataset.size, dataset.spec.idc_lr_base_size)
+        lr_img = tune_lr_img(p.lr_img, ctx.ipc, dataset.size, dataset.spec.idc_lr_base_size)
         net_steps = math.ceil(p.n_data / batch_real)
         ctx.metrics.update({"batch_real": batch_real, "lr_img_effective": lr_img, "net_steps_per_inner": net_steps,
                             "loss_reduction": "mean over classes and inner steps of each outer iteration"})
 
         synset = ctx.initialise(space="unit", factor=p.factor, pipeline="idc")
-        images = synset.images.detach().clone().to(device).requires_grad_(True)
-        labels = synset.labels.to(device)
+        images = synset.images.detach().clone().to(ctx.device).requires_grad_(True)
+        labels = synset.labels.to(ctx.device)
         optim_img = torch.optim.SGD([images], lr=lr_img, momentum=p.mom_img)
-        class_rows = [torch.nonzero(labels == c, as_tuple=True)[0] for c in range(nclass)]
-
-        start = 0
-        resumed = ctx.resume()
-        if resumed is not None:
-            start, state = resumed
-            with torch.no_grad():
-                images.copy_(state["images"].to(device))
-            optim_img.load_state_dict(state["optim_img"])
-            ctx.sampler.load_state_dict(state["sampler"])
-
-        match_aug = DiffAugment(p.match_aug, compose="idc")
-        net_aug = DiffAugment(p.net_aug, compose="idc")
-        train_x, train_y = dataset.train_images, dataset.train_labels
-        n_train = len(train_x)
+        class_rows = [torch.nonzero(labels == c, as_tuple=True)[0] for c in range(dataset.num_classes)]
 
         def current() -> SyntheticSet:
             return SyntheticSet(images.detach().clone(), labels.clone(), space="unit", factor=p.factor,
                                 pipeline="idc")
 
-        def state() -> dict:
-            return {"images": images.detach().cpu().clone(), "optim_img": optim_img.state_dict(),
-                    "sampler": ctx.sampler.state_dict()}
-
         total = p.iterations
-        if start == 0 and ctx.curve_due(0, total):
-            ctx.evaluate_curve_point(0, current())
+        start = ctx.start_or_resume(images, optim_img, current, total)
+        match_aug = DiffAugment(p.match_aug, compose="idc")
+        net_aug = DiffAugment(p.net_aug, compose="idc")
         for it in ctx.progress(range(start, total), start, total):
             net = ctx.build_model()
             net.train()
@@ -237,37 +218,53 @@ class IDC(Method):
             loss_total = 0.0
             for ot in range(p.inner_loop):
                 with ctx.timer("matching"):
-                    for c in range(nclass):
-                        idx = ctx.sampler.sample(c, batch_real, net=net, step=ot)
-                        x_real = train_x[idx]
-                        y_real = torch.full((len(idx),), c, dtype=torch.long, device=device)
-                        x_syn = decode_multi_formation(images[class_rows[c]], p.factor)
-                        if len(x_syn) > p.batch_syn_max:
-                            keep = torch.randperm(len(x_syn))[:p.batch_syn_max].to(device)
-                            x_syn = x_syn[keep]
-                        y_syn = torch.full((len(x_syn),), c, dtype=torch.long, device=device)
-                        (both,) = match_aug.siamese(dataset.normalise(torch.cat([x_real, x_syn]), "idc"))
-                        n = len(x_real)
-                        loss = match_loss(net, both[:n], y_real, both[n:], y_syn, p.metric)
-                        loss_total += loss.item()
-                        optim_img.zero_grad()
-                        loss.backward(inputs=[images])  # the network's .grad is not needed
-                        optim_img.step()
+                    loss_total += self._match_classes(ctx, net, images, optim_img, class_rows, ot, batch_real,
+                                                      match_aug)
                 with ctx.timer("network_updates"):
-                    for _ in range(net_steps):
-                        bidx = torch.randperm(n_train)[:batch_real].to(device)
-                        x, y = train_x[bidx], train_y[bidx]
-                        with torch.no_grad():
-                            x = net_aug(dataset.normalise(x, "idc"))
-                        net_loss, _, _ = cutmix_cross_entropy(net, x, y, p.mix_p)
-                        optim_net.zero_grad()
-                        net_loss.backward()
-                        optim_net.step()
-            mean_loss = loss_total / nclass / p.inner_loop
+                    self._update_network(ctx, net, optim_net, net_aug, batch_real, net_steps)
+            mean_loss = loss_total / dataset.num_classes / p.inner_loop
             ctx.check_finite(it + 1, mean_loss, images)
             ctx.metrics.setdefault("loss", []).append(mean_loss)
             if ctx.curve_due(it + 1, total):
                 ctx.evaluate_curve_point(it + 1, current())
             ctx.track_synthetic(images.detach(), it + 1, space="unit", pipeline="idc")  # Fig 4a
-            ctx.maybe_checkpoint(it + 1, state)
+            ctx.maybe_checkpoint(it + 1, lambda: ctx.matching_state(images, optim_img))
         return current()
+
+    @staticmethod
+    def _match_classes(ctx, net, images, optim_img, class_rows, step: int, batch_real: int, match_aug) -> float:
+        """One image-SGD step per class (the authors' per-class ``optim_img.step()``); the summed loss."""
+        p, dataset, device = ctx.params, ctx.dataset, ctx.device
+        total = 0.0
+        for c in range(dataset.num_classes):
+            idx = ctx.sampler.sample(c, batch_real, net=net, step=step)
+            x_real = dataset.train_images[idx]
+            y_real = torch.full((len(idx),), c, dtype=torch.long, device=device)
+            x_syn = decode_multi_formation(images[class_rows[c]], p.factor)
+            if len(x_syn) > p.batch_syn_max:
+                keep = torch.randperm(len(x_syn))[:p.batch_syn_max].to(device)
+                x_syn = x_syn[keep]
+            y_syn = torch.full((len(x_syn),), c, dtype=torch.long, device=device)
+            (both,) = match_aug.siamese(dataset.normalise(torch.cat([x_real, x_syn]), "idc"))
+            n = len(x_real)
+            loss = match_loss(net, both[:n], y_real, both[n:], y_syn, p.metric)
+            total += loss.item()
+            optim_img.zero_grad()
+            loss.backward(inputs=[images])  # the network's .grad is not needed
+            optim_img.step()
+        return total
+
+    @staticmethod
+    def _update_network(ctx, net, optim_net, net_aug, batch_real: int, steps: int) -> None:
+        """``steps`` SGD steps on random real batches of the whole set, with CutMix (p = mix_p)."""
+        p, dataset = ctx.params, ctx.dataset
+        n_train = len(dataset.train_images)
+        for _ in range(steps):
+            bidx = torch.randperm(n_train)[:batch_real].to(ctx.device)
+            x, y = dataset.train_images[bidx], dataset.train_labels[bidx]
+            with torch.no_grad():
+                x = net_aug(dataset.normalise(x, "idc"))
+            net_loss, _, _ = cutmix_cross_entropy(net, x, y, p.mix_p)
+            optim_net.zero_grad()
+            net_loss.backward()
+            optim_net.step()

@@ -26,8 +26,9 @@ from bench.cli.common import configs_from_args
 from bench.cli.main import build_parser
 from bench.run.config import resolve
 from bench.core.errors import BenchError
-from bench.grid.launch import (ClusterProfile, JobIndex, cell_statuses, load_profile, max_array_size, run_limited,
-                          split_array)
+from bench.grid.jobs import JobIndex, cell_statuses
+from bench.grid.launch import max_array_size, run_limited, split_array
+from bench.grid.profiles import ClusterProfile, load_profile
 from tests.conftest import REPO, run_bench
 
 SMOKE = ["--dataset", "digits", "--scale", "smoke"]

@@ -183,7 +183,8 @@ def _accuracies(store, spec, key: str, **expand_kwargs) -> list[float]:
 
 
 def test_table1_cells_hold_the_records_mean_and_std(store):
-    from bench.report.tables import render_csv, render_latex, render_markdown, tables_for
+    from bench.report.table_render import render_csv, render_latex, render_markdown
+    from bench.report.tables import tables_for
 
     tables = tables_for(store.t1, store.out, eval=EVAL)
     assert [t.scale for t in tables] == ["smoke"]
@@ -215,7 +216,7 @@ def test_table1_cells_hold_the_records_mean_and_std(store):
 
 
 def test_every_table_renders_in_every_format(store, tmp_path):
-    from bench.report.tables import write_tables
+    from bench.report.table_render import write_tables
 
     for spec in specs.load_all("table"):
         for fmt in ("md", "latex", "csv"):
@@ -230,7 +231,8 @@ def test_every_table_renders_in_every_format(store, tmp_path):
 
 
 def test_table4_cross_architecture(store):
-    from bench.report.tables import render_csv, tables_for
+    from bench.report.table_render import render_csv
+    from bench.report.tables import tables_for
 
     t = tables_for(table4_variant(), store.out, eval=EVAL)[0]
     import pandas as pd

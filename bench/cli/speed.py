@@ -34,7 +34,6 @@ from methods import METHODS
 
 
 def _random_dataset(name: str, per_class: int = 300, test_per_class: int = 10):
-
     spec = DATASETS.get(name)
     g = torch.Generator().manual_seed(0)
     k = spec.num_classes
@@ -140,7 +139,6 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 @command("speed", "seconds per iteration and peak memory of each synthesis method (small fixed config)", _args)
 def cmd_speed(args) -> int:
-
     configure_threads()
     device = pick_device(args.device)
     overrides = dict(parse_overrides(args.params, "--set"))

@@ -11,7 +11,7 @@ import argparse
 from tabulate import tabulate
 
 from bench.cli.common import add_run_selection, command, configs_from_args
-from bench.grid.launch import STATES, cell_statuses
+from bench.grid.jobs import STATES, cell_statuses
 from bench.run.config import resolve
 
 

@@ -10,7 +10,7 @@ from bench.cli.common import command, split_list
 from bench.grid import specs
 from bench.report import plots
 from bench.report.markdown import write_report
-from bench.report.tables import RENDERERS, write_tables
+from bench.report.table_render import RENDERERS, write_tables
 from bench.run.config import parse_overrides
 
 
@@ -59,7 +59,6 @@ def _figures_args(p: argparse.ArgumentParser) -> None:
 
 @command("figures", "draw figures/*.toml (PNG and PDF) from stored records", _figures_args)
 def cmd_figures(args) -> int:
-
     if args.list:
         for s in specs.load_all("figure"):
             print(f"{s.id}: {s.title}")

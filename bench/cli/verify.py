@@ -15,7 +15,8 @@ from tabulate import tabulate
 
 from bench.cli.common import command
 from bench.core.errors import BenchError
-from bench.grid.verify import DEFAULT_EXPECTED, load_expectations, measure, verify, write_measurements
+from bench.grid.expectations import DEFAULT_EXPECTED, load_expectations, write_measurements
+from bench.grid.verify import measure, verify
 from bench.run.config import parse_seeds
 
 

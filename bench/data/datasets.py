@@ -18,7 +18,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.data.catalog import DATASETS  # noqa: F401  (every dataset registered)
-from bench.data.spec import DatasetSpec, RawSplits, cache_root, default_data_root  # noqa: F401
+from bench.data.spec import DatasetSpec, default_data_root
 
 
 @dataclass

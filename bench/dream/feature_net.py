@@ -7,7 +7,7 @@ import torch
 from tqdm import tqdm
 
 from bench.core.atomic import atomic_torch_save
-from bench.data.datasets import cache_root
+from bench.data.spec import cache_root
 from bench.core.progress import progress_enabled
 from bench.evaluation.train import test_accuracy, train_network
 from bench.nets.models import build_model

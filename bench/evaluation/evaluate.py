@@ -16,8 +16,6 @@ stored too, labelled ``test_selected_best`` because it is chosen on the test set
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import time
 from dataclasses import dataclass
 

@@ -16,7 +16,7 @@ overrides ``smoke`` runs seeds 0-1 and ``reduced`` seeds 0-2.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.run.config import RunConfig, SCALE_PRESETS, parse_seeds, resolve
@@ -202,7 +202,6 @@ def notes(cells: list[Cell]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ CLI glue
 def spec_from_args(args) -> Spec:
-
     table, fig = getattr(args, "table", None), getattr(args, "fig", None)
     if table and fig:
         raise BenchError("give --table or --fig, not both")
@@ -214,7 +213,6 @@ def _split(text) -> list[str]:
 
 
 def cells_from_args(args, spec: Spec | None = None) -> list[Cell]:
-
     spec = spec or spec_from_args(args)
     datasets = _split(getattr(args, "datasets", None) or getattr(args, "dataset", None))
     ipcs = [int(i) for i in _split(getattr(args, "ipc", None))] if getattr(args, "ipc", None) else None

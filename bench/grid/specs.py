@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.params import flatten_settings
+from bench.grid.spec_types import (ContinualOptions, FigureOptions, Grid, Layout, MethodSpec, Metric,  # noqa: F401
+                                   PaperValue, Reference, ScaleOverride, Spec, parse_paper_value)
 from bench.data.datasets import DATASETS
 from bench.dream.compose import INITIALISERS
 from bench.nets.models import MODELS
@@ -58,151 +59,6 @@ def spec_dirs() -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------------------ types
-@dataclass(frozen=True)
-class PaperValue:
-    text: str
-    mean: float | None
-    std: float | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    key: str  # the row/column label, e.g. "DREAM"
-    method: str | None  # registry name; None for reported-only columns
-    dream: bool = False
-    sampler: str | None = None
-    initialiser: str | None = None
-    params: tuple[tuple[str, Any], ...] = ()
-    reported: bool = False  # the paper's value only (CAFE, MTT, TESLA, whole dataset...)
-
-
-@dataclass(frozen=True)
-class ScaleOverride:
-    seeds: str | None = None
-    ipcs: tuple[int, ...] | None = None
-    datasets: tuple[str, ...] | None = None
-    models: tuple[str, ...] | None = None
-    eval_models: tuple[str, ...] | None = None
-    param_sets: tuple[tuple[tuple[str, Any], ...], ...] | None = None
-    classes: int | None = None
-    max_train_per_class: int | None = None
-    max_test_per_class: int | None = None
-    params: tuple[tuple[str, Any], ...] = ()
-    eval: tuple[tuple[str, Any], ...] = ()
-    steps: int | None = None  # continual learning
-
-
-@dataclass(frozen=True)
-class Grid:
-    methods: tuple[MethodSpec, ...]
-    datasets: tuple[str, ...]
-    ipcs: tuple[int, ...]
-    seeds: str = "0-4"
-    models: tuple[str, ...] = ("convnet3",)
-    eval_models: tuple[str, ...] = ()  # empty: the distillation model
-    params: tuple[tuple[str, Any], ...] = ()
-    eval: tuple[tuple[str, Any], ...] = ()
-    param_sets: tuple[tuple[tuple[str, Any], ...], ...] = ((),)  # an axis of overrides (Table 5, Fig 4b)
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    kind: str = "accuracy"  # accuracy | iterations_to_reach
-    label: str = ""
-    reference: str | None = None  # iterations_to_reach: the method key whose final accuracy is the target
-    tolerance: float | None = None
-
-
-@dataclass(frozen=True)
-class Layout:
-    rows: tuple[str, ...]
-    columns: tuple[str, ...]
-    metrics: tuple[Metric, ...] = (Metric("accuracy"),)
-    cell: str = "top-1 test accuracy (%) of the evaluation model, mean ± std over seeds"
-
-
-@dataclass(frozen=True)
-class Reference:
-    label: str
-    value: float
-    axis: str = "y"  # a horizontal (y) or vertical (x) line
-    series: str | None = None  # method key it belongs to (colour)
-
-
-@dataclass(frozen=True)
-class FigureOptions:
-    plot: str  # line | param | hist | embedding | images | continual
-    source: str = ""  # dotted path into the record, e.g. metrics.curve
-    x: str = "iteration"
-    y: str = "accuracy"
-    xlabel: str = ""
-    ylabel: str = ""
-    logx: bool = False
-    series: str = "method"  # what the colours are: method | param:<name>
-    panels: str = ""  # what the subplots are: "" | method | param:<name> | dataset
-    class_index: int = 0  # embeddings and image grids: which class
-    classes: tuple[int, ...] = ()  # image grids: which classes (default: the first four)
-    n_clusters: int = 0  # cluster figure: sub-clusters (0: the spec's N param or 8)
-    max_points: int = 500  # t-SNE: real samples drawn
-    references: tuple[Reference, ...] = ()
-    reference_points: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()  # (label, ((x, y), ...))
-
-
-@dataclass(frozen=True)
-class ContinualOptions:
-    steps: int = 5
-    protocol: str = "idc"  # idc: fine-tune with KD across steps | dm: fresh network per step
-    eval_model: str = "resnet10"
-    epochs: int = 1000
-    kd_temperature: float = 2.0
-    kd_beta: float = 1.0
-
-
-@dataclass(frozen=True)
-class Spec:
-    id: str
-    kind: str  # table | figure
-    path: Path
-    title: str
-    caption: str
-    grid: Grid
-    scales: dict = field(default_factory=dict)  # scale name -> ScaleOverride
-    tolerance: float = 2.0
-    # when set, an accuracy cell's tolerance is max(tolerance, tolerance_std x the paper's std)
-    tolerance_std: float | None = None
-    layout: Layout | None = None
-    figure: FigureOptions | None = None
-    continual: ContinualOptions | None = None
-    paper: dict = field(default_factory=dict)  # row key -> {column key -> PaperValue}
-
-    def method(self, key: str) -> MethodSpec:
-        for m in self.grid.methods:
-            if m.key == key:
-                return m
-        raise BenchError(f"{self.path}: no method with key {key!r}; known: {[m.key for m in self.grid.methods]}")
-
-    def paper_value(self, row: str, column: str) -> PaperValue | None:
-        return self.paper.get(row, {}).get(column)
-
-
-# ------------------------------------------------------------------------------------------ parsing
-_VALUE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:±\s*(\d+(?:\.\d+)?))?\s*(.*?)\s*$")
-
-
-def parse_paper_value(text: Any) -> PaperValue:
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return PaperValue(str(text), float(text))
-    text = str(text)
-    if text.strip() in ("-", "", "—"):
-        return PaperValue(text.strip() or "-", None)
-    m = _VALUE.match(text.replace("+-", "±"))
-    if not m:
-        raise ValueError(f"cannot read {text!r} as a number, 'mean±std' or '-'")
-    return PaperValue(text.strip(), float(m.group(1)), float(m.group(2)) if m.group(2) else None, m.group(3))
-
-
 class SpecReader:
     """Checks keys and names against the known ones, naming the file and the key on failure."""
 
@@ -243,7 +99,6 @@ class SpecReader:
 
 
 def _registries():
-
     return {"method": METHODS, "dataset": DATASETS, "model": MODELS, "sampler": SAMPLERS,
             "initialiser": INITIALISERS}
 
@@ -304,7 +159,6 @@ def _models(r: SpecReader, values: Any, where: str, regs) -> tuple[str, ...]:
 
 
 def _seeds(r: SpecReader, value: Any, where: str) -> str:
-
     text = str(value)
     try:
         parse_seeds(text)
@@ -313,25 +167,16 @@ def _seeds(r: SpecReader, value: Any, where: str) -> str:
     return text
 
 
-def load_spec_file(path: Path, kind: str | None = None) -> Spec:
-    path = Path(path)
-    r = SpecReader(path)
+def _read_toml(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as exc:
         raise BenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path}: not valid TOML ({exc})") from None
-    regs = _registries()
-    r.keys(raw, TOP_KEYS, "top level")
-    kind = raw.get("kind", kind)
-    if kind not in ("table", "figure"):
-        raise r.fail("kind", f"unknown kind {kind!r}; known kinds: figure, table")
-    spec_id = raw.get("id", path.stem)
-    if spec_id != path.stem:
-        raise r.fail("id", f"id {spec_id!r} differs from the file name {path.stem!r}")
 
-    g = raw.get("grid")
+
+def _grid(r: SpecReader, g: Any, regs) -> Grid:
     if g is None:
         raise r.fail("[grid]", "missing")
     r.keys(g, GRID_KEYS, "[grid]")
@@ -344,7 +189,7 @@ def load_spec_file(path: Path, kind: str | None = None) -> Spec:
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise r.fail("[grid] methods", f"duplicate method keys in {keys}")
-    grid = Grid(
+    return Grid(
         methods=methods,
         datasets=_datasets(r, g["datasets"], "[grid] datasets", regs),
         ipcs=r.ints(g["ipcs"], "[grid] ipcs"),
@@ -356,8 +201,9 @@ def load_spec_file(path: Path, kind: str | None = None) -> Spec:
         param_sets=_param_sets(r, g["param_sets"], "[grid] param_sets") if "param_sets" in g else ((),),
     )
 
+
+def _scales(r: SpecReader, raw_scales: Any, regs) -> dict[str, ScaleOverride]:
     scales = {}
-    raw_scales = raw.get("scales", {})
     r.keys(raw_scales, set(SCALE_NAMES), "[scales]")
     for name, s in raw_scales.items():
         where = f"[scales.{name}]"
@@ -374,66 +220,68 @@ def load_spec_file(path: Path, kind: str | None = None) -> Spec:
             params=r.pairs(s.get("params", {}), f"{where} params"), eval=r.pairs(s.get("eval", {}), f"{where} eval"),
             steps=s.get("steps"),
         )
+    return scales
 
-    layout = figure = continual = None
-    if kind == "table":
-        lay = raw.get("layout")
-        if lay is None:
-            raise r.fail("[layout]", "missing (a table needs rows and columns)")
-        r.keys(lay, LAYOUT_KEYS, "[layout]")
-        rows, cols = r.strs(lay.get("rows", []), "[layout] rows"), r.strs(lay.get("columns", []), "[layout] columns")
-        for axis in rows + cols:
-            if not _axis_ok(axis):
-                raise r.fail("[layout]", f"unknown axis {axis!r}; known axes: {sorted(AXES)} or param:<name>")
-        metrics = []
-        for i, m in enumerate(lay.get("metrics", [{"key": "accuracy"}])):
-            if isinstance(m, str):
-                m = {"key": m}
-            r.keys(m, METRIC_KEYS, f"[[layout.metrics]] #{i + 1}")
-            kind_m = m.get("kind", "accuracy")
-            if kind_m not in METRIC_KINDS:
-                raise r.fail(f"[[layout.metrics]] #{i + 1} kind", f"unknown metric {kind_m!r}; known: {sorted(METRIC_KINDS)}")
-            if m.get("reference") is not None and m["reference"] not in keys:
-                raise r.fail(f"[[layout.metrics]] #{i + 1} reference", f"unknown method key {m['reference']!r}; known: {keys}")
-            metrics.append(Metric(key=m["key"], kind=kind_m, label=m.get("label", ""), reference=m.get("reference"),
-                                  tolerance=m.get("tolerance")))
-        layout = Layout(rows=rows, columns=cols, metrics=tuple(metrics), cell=lay.get("cell", Layout.cell))
-    else:
-        fig = raw.get("figure")
-        if fig is None:
-            raise r.fail("[figure]", "missing (a figure needs at least plot = ...)")
-        r.keys(fig, FIGURE_KEYS, "[figure]")
-        if fig.get("plot") not in PLOTS:
-            raise r.fail("[figure] plot", f"unknown plot {fig.get('plot')!r}; known plots: {sorted(PLOTS)}")
-        refs = []
-        for i, ref in enumerate(fig.get("references", [])):
-            r.keys(ref, {"label", "value", "axis", "series"}, f"[[figure.references]] #{i + 1}")
-            refs.append(Reference(label=ref["label"], value=float(ref["value"]), axis=ref.get("axis", "y"),
-                                  series=ref.get("series")))
-        points = []
-        for i, ref in enumerate(fig.get("reference_points", [])):
-            r.keys(ref, {"label", "x", "y"}, f"[[figure.reference_points]] #{i + 1}")
-            points.append((ref["label"], tuple(zip(map(float, ref["x"]), map(float, ref["y"])))))
-        for axis_key in ("series", "panels"):
-            axis = fig.get(axis_key, "")
-            if axis and not _axis_ok(axis):
-                raise r.fail(f"[figure] {axis_key}", f"unknown axis {axis!r}; known: {sorted(AXES)} or param:<name>")
-        opts = {k: v for k, v in fig.items() if k not in ("references", "reference_points", "classes")}
-        figure = FigureOptions(**opts, classes=tuple(fig.get("classes", ())), references=tuple(refs),
-                               reference_points=tuple(points))
-        if figure.plot == "continual":
-            c = raw.get("continual", {})
-            r.keys(c, CONTINUAL_KEYS, "[continual]")
-            if c.get("protocol", "idc") not in ("idc", "dm"):
-                raise r.fail("[continual] protocol", f"unknown protocol {c['protocol']!r}; known: dm, idc")
-            if "eval_model" in c:
-                r.name("model", c["eval_model"], "[continual] eval_model", regs["model"])
-            continual = ContinualOptions(**c)
-    if kind == "table" and "continual" in raw:
-        raise r.fail("[continual]", "only continual-learning figures take this section")
 
+def _layout(r: SpecReader, lay: Any, method_keys: list[str]) -> Layout:
+    if lay is None:
+        raise r.fail("[layout]", "missing (a table needs rows and columns)")
+    r.keys(lay, LAYOUT_KEYS, "[layout]")
+    rows, cols = r.strs(lay.get("rows", []), "[layout] rows"), r.strs(lay.get("columns", []), "[layout] columns")
+    for axis in rows + cols:
+        if not _axis_ok(axis):
+            raise r.fail("[layout]", f"unknown axis {axis!r}; known axes: {sorted(AXES)} or param:<name>")
+    metrics = []
+    for i, m in enumerate(lay.get("metrics", [{"key": "accuracy"}])):
+        if isinstance(m, str):
+            m = {"key": m}
+        r.keys(m, METRIC_KEYS, f"[[layout.metrics]] #{i + 1}")
+        kind_m = m.get("kind", "accuracy")
+        if kind_m not in METRIC_KINDS:
+            raise r.fail(f"[[layout.metrics]] #{i + 1} kind", f"unknown metric {kind_m!r}; known: {sorted(METRIC_KINDS)}")
+        if m.get("reference") is not None and m["reference"] not in method_keys:
+            raise r.fail(f"[[layout.metrics]] #{i + 1} reference",
+                         f"unknown method key {m['reference']!r}; known: {method_keys}")
+        metrics.append(Metric(key=m["key"], kind=kind_m, label=m.get("label", ""), reference=m.get("reference"),
+                              tolerance=m.get("tolerance")))
+    return Layout(rows=rows, columns=cols, metrics=tuple(metrics), cell=lay.get("cell", Layout.cell))
+
+
+def _figure(r: SpecReader, fig: Any) -> FigureOptions:
+    if fig is None:
+        raise r.fail("[figure]", "missing (a figure needs at least plot = ...)")
+    r.keys(fig, FIGURE_KEYS, "[figure]")
+    if fig.get("plot") not in PLOTS:
+        raise r.fail("[figure] plot", f"unknown plot {fig.get('plot')!r}; known plots: {sorted(PLOTS)}")
+    refs = []
+    for i, ref in enumerate(fig.get("references", [])):
+        r.keys(ref, {"label", "value", "axis", "series"}, f"[[figure.references]] #{i + 1}")
+        refs.append(Reference(label=ref["label"], value=float(ref["value"]), axis=ref.get("axis", "y"),
+                              series=ref.get("series")))
+    points = []
+    for i, ref in enumerate(fig.get("reference_points", [])):
+        r.keys(ref, {"label", "x", "y"}, f"[[figure.reference_points]] #{i + 1}")
+        points.append((ref["label"], tuple(zip(map(float, ref["x"]), map(float, ref["y"])))))
+    for axis_key in ("series", "panels"):
+        axis = fig.get(axis_key, "")
+        if axis and not _axis_ok(axis):
+            raise r.fail(f"[figure] {axis_key}", f"unknown axis {axis!r}; known: {sorted(AXES)} or param:<name>")
+    opts = {k: v for k, v in fig.items() if k not in ("references", "reference_points", "classes")}
+    return FigureOptions(**opts, classes=tuple(fig.get("classes", ())), references=tuple(refs),
+                         reference_points=tuple(points))
+
+
+def _continual(r: SpecReader, c: dict, regs) -> ContinualOptions:
+    r.keys(c, CONTINUAL_KEYS, "[continual]")
+    if c.get("protocol", "idc") not in ("idc", "dm"):
+        raise r.fail("[continual] protocol", f"unknown protocol {c['protocol']!r}; known: dm, idc")
+    if "eval_model" in c:
+        r.name("model", c["eval_model"], "[continual] eval_model", regs["model"])
+    return ContinualOptions(**c)
+
+
+def _paper(r: SpecReader, raw_paper: Any) -> dict:
     paper = {}
-    raw_paper = raw.get("paper", {})
     if not isinstance(raw_paper, dict):
         raise r.fail("[paper]", "expected a table of row key -> {column key = value}")
     for row, cols in raw_paper.items():
@@ -445,16 +293,47 @@ def load_spec_file(path: Path, kind: str | None = None) -> Spec:
                 paper[row][col] = parse_paper_value(value)
             except ValueError as exc:
                 raise r.fail(f"[paper] {row!r} {col!r}", str(exc)) from None
+    return paper
+
+
+def _tolerances(r: SpecReader, raw: dict) -> tuple[float, float | None]:
     tolerance = raw.get("tolerance", 2.0)
     if not isinstance(tolerance, (int, float)):
         raise r.fail("tolerance", "expected a number of accuracy points")
     tolerance_std = raw.get("tolerance_std")
     if tolerance_std is not None and (not isinstance(tolerance_std, (int, float)) or tolerance_std <= 0):
         raise r.fail("tolerance_std", "expected a positive multiple of the paper's std")
+    return float(tolerance), float(tolerance_std) if tolerance_std is not None else None
+
+
+def load_spec_file(path: Path, kind: str | None = None) -> Spec:
+    """Read and check a whole spec file; the first problem is one line naming the file and key."""
+    path = Path(path)
+    r = SpecReader(path)
+    raw = _read_toml(path)
+    regs = _registries()
+    r.keys(raw, TOP_KEYS, "top level")
+    kind = raw.get("kind", kind)
+    if kind not in ("table", "figure"):
+        raise r.fail("kind", f"unknown kind {kind!r}; known kinds: figure, table")
+    spec_id = raw.get("id", path.stem)
+    if spec_id != path.stem:
+        raise r.fail("id", f"id {spec_id!r} differs from the file name {path.stem!r}")
+    grid = _grid(r, raw.get("grid"), regs)
+    layout = figure = continual = None
+    if kind == "table":
+        if "continual" in raw:
+            raise r.fail("[continual]", "only continual-learning figures take this section")
+        layout = _layout(r, raw.get("layout"), [m.key for m in grid.methods])
+    else:
+        figure = _figure(r, raw.get("figure"))
+        if figure.plot == "continual":
+            continual = _continual(r, raw.get("continual", {}), regs)
+    tolerance, tolerance_std = _tolerances(r, raw)
     return Spec(id=spec_id, kind=kind, path=path, title=raw.get("title", spec_id), caption=raw.get("caption", ""),
-                grid=grid, scales=scales, tolerance=float(tolerance),
-                tolerance_std=float(tolerance_std) if tolerance_std is not None else None, layout=layout, figure=figure,
-                continual=continual, paper=paper)
+                grid=grid, scales=_scales(r, raw.get("scales", {}), regs), tolerance=tolerance,
+                tolerance_std=tolerance_std, layout=layout, figure=figure, continual=continual,
+                paper=_paper(r, raw.get("paper", {})))
 
 
 # ------------------------------------------------------------------------------------------ lookup

@@ -31,157 +31,17 @@ import dataclasses
 import math
 import platform
 import statistics
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from bench.run.config import RunConfig, parse_seeds, resolve
-from bench.data.datasets import DataOptions
-from bench.core.errors import BenchError
-from bench.core.params import flatten_settings
-from bench.grid.specs import SpecReader
-from bench.data.datasets import DATASETS
-from bench.dream.compose import INITIALISERS
-from bench.dream.compose import SAMPLERS
-from methods import METHODS
+from bench.run.config import RunConfig, resolve
+from bench.grid.expectations import ExpectedCell, Expectations, OrderCheck
 from bench.run.runner import execute
 from bench.data.datasets import load_dataset
 from bench.run.store import RunStore
 from bench.dream.diagnostics import efficiency
-
-DEFAULT_EXPECTED = Path(__file__).resolve().parents[2] / "tests" / "repro" / "expected.toml"
-CELL_KEYS = {"id", "method", "dataset", "ipc", "dream", "sampler", "initialiser", "params", "eval", "data",
-             "scale", "seeds", "expected", "tolerance", "spread", "provenance", "note"}
-DEFAULT_KEYS = {"dataset", "ipc", "scale", "seeds", "threads", "data", "eval", "params", "min_tolerance"}
-ORDER_KEYS = {"name", "kind", "left", "right", "margin", "claim", "metric", "known_failure"}
-ORDER_KINDS = ("at_least", "faster", "lower")
-
-
-@dataclass(frozen=True)
-class ExpectedCell:
-    id: str
-    method: str
-    dataset: str
-    ipc: int
-    scale: str
-    seeds: tuple[int, ...]
-    dream: bool = False
-    sampler: str | None = None
-    initialiser: str | None = None
-    params: tuple[tuple[str, Any], ...] = ()
-    eval: tuple[tuple[str, Any], ...] = ()
-    data: DataOptions = DataOptions()
-    expected: float | None = None  # None: not measured yet (the cell still feeds orderings)
-    tolerance: float | None = None
-    provenance: dict = field(default_factory=dict, compare=False)
-
-    def configs(self, seeds: tuple[int, ...] | None = None) -> list[RunConfig]:
-        return [RunConfig(self.method, self.dataset, self.ipc, seed=s, scale=self.scale, dream=self.dream,
-                          sampler=self.sampler,
-                          initialiser=self.initialiser, params=self.params, eval=self.eval, data=self.data)
-                for s in (seeds or self.seeds)]
-
-
-@dataclass(frozen=True)
-class OrderCheck:
-    name: str
-    kind: str
-    left: str
-    right: str
-    margin: float = 0.0
-    claim: str = ""
-    metric: str = ""
-    known_failure: str = ""  # measured not to hold at this budget: the reason; reported, not counted
-
-
-@dataclass(frozen=True)
-class Expectations:
-    path: Path
-    cells: tuple[ExpectedCell, ...]
-    orders: tuple[OrderCheck, ...]
-    threads: int
-    min_tolerance: float
-
-    def cell(self, cid: str) -> ExpectedCell:
-        return next(c for c in self.cells if c.id == cid)
-
-
-def _pairs(table: dict | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(flatten_settings(table or {}).items()))
-
-
-def load_expectations(path: Path | str = DEFAULT_EXPECTED) -> Expectations:
-    """Parse and check the whole file before anything runs (one line naming file, entry and key)."""
-
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"expectations file {path} not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchError(f"{path}: not valid TOML: {exc}") from None
-    r = SpecReader(path)
-    r.keys(raw, {"defaults", "cell", "order"}, "top level")
-    d = raw.get("defaults", {})
-    r.keys(d, DEFAULT_KEYS, "[defaults]")
-    cells = []
-    for i, entry in enumerate(raw.get("cell", [])):
-        where = f"cell {i} ({entry.get('id', '?')})"
-        r.keys(entry, CELL_KEYS, where)
-        for key in ("id", "method"):
-            if key not in entry:
-                raise r.fail(where, f"missing key {key!r}")
-        r.name("method", entry["method"], where, METHODS)
-        dataset = entry.get("dataset", d.get("dataset"))
-        if dataset is None:
-            raise r.fail(where, "no dataset (set 'dataset' in the cell or in [defaults])")
-        r.name("dataset", dataset, where, DATASETS)
-        sampler, initialiser = entry.get("sampler"), entry.get("initialiser")
-        if sampler is not None:
-            r.name("sampler", sampler, where, SAMPLERS)
-        if initialiser is not None:
-            r.name("initialiser", initialiser, where, INITIALISERS)
-        data = {**d.get("data", {}), **entry.get("data", {})}
-        try:
-            options = DataOptions(**data)
-        except TypeError:
-            raise r.fail(where, f"data keys {sorted(data)}; known: classes, max_train_per_class, "
-                                     "max_test_per_class") from None
-        cells.append(ExpectedCell(
-            id=str(entry["id"]), method=entry["method"], dataset=dataset, ipc=int(entry.get("ipc", d.get("ipc", 1))),
-            scale=entry.get("scale", d.get("scale", "smoke")),
-            seeds=tuple(parse_seeds(str(entry.get("seeds", d.get("seeds", "0-1"))))),
-            dream=bool(entry.get("dream", False)), sampler=sampler, initialiser=initialiser,
-            params=_pairs({**d.get("params", {}).get(entry["method"], {}), **entry.get("params", {})}),
-            eval=_pairs({**d.get("eval", {}), **entry.get("eval", {})}), data=options,
-            expected=entry.get("expected"), tolerance=entry.get("tolerance"),
-            provenance=entry.get("provenance", {}),
-        ))
-    ids = [c.id for c in cells]
-    if dup := sorted({i for i in ids if ids.count(i) > 1}):
-        raise r.fail("cells", f"duplicate id(s) {dup}")
-    orders = []
-    for i, entry in enumerate(raw.get("order", [])):
-        where = f"order {i} ({entry.get('name', '?')})"
-        r.keys(entry, ORDER_KEYS, where)
-        kind = entry.get("kind", "at_least")
-        if kind not in ORDER_KINDS:
-            raise r.fail(where, f"unknown kind {kind!r}; known: {list(ORDER_KINDS)}")
-        for side in ("left", "right"):
-            if entry.get(side) not in ids:
-                raise r.fail(where, f"{side} = {entry.get(side)!r} is not a cell id; known: {ids}")
-        orders.append(OrderCheck(name=entry.get("name", f"{entry['left']} vs {entry['right']}"), kind=kind,
-                                 left=entry["left"], right=entry["right"], margin=float(entry.get("margin", 0.0)),
-                                 claim=entry.get("claim", ""), metric=entry.get("metric", ""),
-                                 known_failure=entry.get("known_failure", "")))
-        if kind == "lower" and not entry.get("metric"):
-            raise r.fail(where, "kind 'lower' needs a metric (a dotted path into record['metrics'])")
-    return Expectations(path, tuple(cells), tuple(orders), int(d.get("threads", 1)),
-                        float(d.get("min_tolerance", 0.5)))
-
 
 @contextlib.contextmanager
 def fixed_threads(n: int):
@@ -322,7 +182,6 @@ def metric_values(record: dict, path: str) -> list[float]:
 
 
 def order_row(order: OrderCheck, results: dict[str, CellResult]) -> CheckRow:
-
     left, right = results[order.left], results[order.right]
     if order.kind == "lower":
         lv = [x for r in left.records for x in metric_values(r, order.metric)]
@@ -396,47 +255,3 @@ def measure(exp: Expectations, out: Path, data_root: Path | None, seeds: tuple[i
                            "per_seed": {str(s): round(a, 2) for s, a in by_seed.items()}},
         }
     return updates
-
-
-def write_measurements(path: Path, updates: dict[str, dict]) -> None:
-    """Rewrite the measured keys of each ``[[cell]]`` in place, keeping the file's comments and order."""
-    lines = path.read_text().splitlines()
-    out, cell_id = [], None
-    measured_keys = ("expected", "tolerance", "spread", "provenance")
-
-    def flush():
-        if cell_id in updates:
-            trailing = []  # blank lines and a section comment before the next header stay after the keys
-            while out and (not out[-1].strip() or out[-1].lstrip().startswith("#")):
-                trailing.insert(0, out.pop())
-            u = updates[cell_id]
-            out.append(f"expected = {u['expected']}")
-            out.append(f"tolerance = {u['tolerance']}")
-            out.append(f"spread = {u['spread']}  # seed-to-seed std over {len(u['provenance']['per_seed'])} seeds")
-            p = u["provenance"]
-            seeds = ", ".join(f'"{s}" = {a}' for s, a in p["per_seed"].items())
-            out.append(f'provenance = {{ command = "{p["command"]}", code_version = "{p["code_version"]}", '
-                       f'machine = "{p["machine"]}", per_seed = {{ {seeds} }} }}')
-            out.append("")
-            out.extend(line for line in trailing if line.strip())
-            if trailing and any(line.strip() for line in trailing):
-                out.append("")
-
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("[[") or stripped.startswith("[defaults"):
-            if cell_id is not None:
-                flush()
-            cell_id = None
-            out.append(line)
-            continue
-        if stripped.startswith("id =") and out and out[-1].strip() == "[[cell]]":
-            cell_id = tomllib.loads(stripped)["id"]
-        if cell_id in updates and stripped.split("=", 1)[0].strip() in measured_keys:  # only cells being rewritten
-            continue
-        out.append(line)
-    if cell_id is not None:
-        flush()
-    # blank lines before each header, none doubled
-    text = "\n".join(out).replace("\n\n\n", "\n\n")
-    path.write_text(text.rstrip() + "\n")

@@ -207,6 +207,30 @@ def _conv_weight_grads(m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, k: int) -
     return torch.stack(grads)
 
 
+def _layer_parameter_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int, b: int,
+                           with_1d: bool) -> list[torch.Tensor]:
+    """Per-class gradients (K, *p.shape) of one layer's parameters from its saved input ``a`` and
+    output gradient ``g`` (rows grouped by class, ``b`` per class)."""
+    gs = []
+    if isinstance(m, nn.Conv2d):
+        gs.append(_conv_weight_grads(m, a, g, k))
+        if m.bias is not None:
+            gs.append(g.view(k, b, g.shape[1], -1).sum(dim=(1, 3)) if with_1d else g.new_zeros(k, g.shape[1]))
+    elif isinstance(m, nn.Linear):
+        gs.append(torch.bmm(g.view(k, b, -1).transpose(1, 2), a.view(k, b, -1)))
+        if m.bias is not None:
+            gs.append(g.view(k, b, -1).sum(1) if with_1d else g.new_zeros(k, g.shape[1]))
+    elif m.affine:  # GroupNorm: gradients of the affine scale and shift
+        if with_1d:
+            xhat = F.group_norm(a.detach(), m.num_groups, None, None, m.eps)
+            gv = g.view(k, b, g.shape[1], -1)
+            gs.append((gv * xhat.view_as(gv)).sum(dim=(1, 3)))
+            gs.append(gv.sum(dim=(1, 3)))
+        else:
+            gs += [g.new_zeros(k, g.shape[1]), g.new_zeros(k, g.shape[1])]
+    return gs
+
+
 def per_class_real_gradients(net: nn.Module, real: torch.Tensor, with_1d: bool = True) -> list[torch.Tensor]:
     """Each class's gradient of its mean cross-entropy (labels: the class index) w.r.t. every
     parameter, from one forward and one backward over all classes' images at once.
@@ -248,26 +272,7 @@ def per_class_real_gradients(net: nn.Module, real: torch.Tensor, with_1d: bool =
         labels = torch.arange(k, device=h.device).repeat_interleave(b)
         loss = F.cross_entropy(h, labels, reduction="sum") / b
         grads_out = torch.autograd.grad(loss, outputs)
-    per_layer: dict[nn.Module, list[torch.Tensor]] = {}
-    for m, a, g in zip(layers, inputs, grads_out):
-        gs = []
-        if isinstance(m, nn.Conv2d):
-            gs.append(_conv_weight_grads(m, a, g, k))
-            if m.bias is not None:
-                gs.append(g.view(k, b, g.shape[1], -1).sum(dim=(1, 3)) if with_1d else g.new_zeros(k, g.shape[1]))
-        elif isinstance(m, nn.Linear):
-            gs.append(torch.bmm(g.view(k, b, -1).transpose(1, 2), a.view(k, b, -1)))
-            if m.bias is not None:
-                gs.append(g.view(k, b, -1).sum(1) if with_1d else g.new_zeros(k, g.shape[1]))
-        elif m.affine:  # GroupNorm: gradients of the affine scale and shift
-            if with_1d:
-                xhat = F.group_norm(a.detach(), m.num_groups, None, None, m.eps)
-                gv = g.view(k, b, g.shape[1], -1)
-                gs.append((gv * xhat.view_as(gv)).sum(dim=(1, 3)))
-                gs.append(gv.sum(dim=(1, 3)))
-            else:
-                gs += [g.new_zeros(k, g.shape[1]), g.new_zeros(k, g.shape[1])]
-        per_layer[m] = gs
+    per_layer = {m: _layer_parameter_grads(m, a, g, k, b, with_1d) for m, a, g in zip(layers, inputs, grads_out)}
     grads = []
     for m in list(net.features) + [net.classifier]:
         grads.extend(per_layer.get(m, []))

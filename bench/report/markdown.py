@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from bench.report import plots
 from bench.grid import specs
-from bench.report.tables import render_markdown, tables_for
+from bench.report.table_render import render_markdown
+from bench.report.tables import tables_for
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -20,7 +21,6 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def write_report(out, file: Path | None = None, draw: bool = True, data_root=None) -> Path:
-
     out = Path(out)
     file = Path(file) if file else out / "report.md"
     file.parent.mkdir(parents=True, exist_ok=True)

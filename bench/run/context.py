@@ -170,6 +170,27 @@ class RunContext:
         print(f"resuming run {self.resolved.run_id} at iteration {payload['iteration']}", flush=True)
         return payload["iteration"], payload["method_state"]
 
+    def start_or_resume(self, images: torch.Tensor, optimizer, current, total: int) -> int:
+        """The iteration a matching method continues from: with a checkpoint of this run, its
+        synthetic ``images``, their ``optimizer`` and the sampler are restored in place; on a fresh
+        start the iteration-0 curve point is evaluated when due (``current()`` builds the set)."""
+        resumed = self.resume()
+        if resumed is not None:
+            start, state = resumed
+            with torch.no_grad():
+                images.copy_(state["images"].to(images.device))
+            optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state.get("sampler", {}))
+            return start
+        if self.curve_due(0, total):
+            self.evaluate_curve_point(0, current())
+        return 0
+
+    def matching_state(self, images: torch.Tensor, optimizer) -> dict:
+        """What :meth:`start_or_resume` restores: the images, their optimiser and the sampler."""
+        return {"images": images.detach().cpu().clone(), "optimizer": optimizer.state_dict(),
+                "sampler": self.sampler.state_dict()}
+
     # ---------------------------------------------------------------- accuracy vs iteration
     def curve_due(self, iteration: int, total: int) -> bool:
         points = getattr(self.params, "curve_points", 0)

@@ -14,7 +14,8 @@ import tomllib
 import pytest
 
 from bench.core.errors import BenchError
-from bench.grid.verify import DEFAULT_EXPECTED, load_expectations, verify, write_measurements
+from bench.grid.expectations import DEFAULT_EXPECTED, load_expectations, write_measurements
+from bench.grid.verify import verify
 
 EXPECTATIONS = load_expectations()
 VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]
