@@ -256,8 +256,8 @@ class RepresentativeSampler(_FeatureSampler):
 
     name = "representative"
 
-    def __init__(self, dataset, ctx=None):
-        super().__init__(dataset, ctx)
+    def __init__(self, dataset, ctx=None, config=None):
+        super().__init__(dataset, ctx, config)
         self.info.update({"init_draw": "N distinct training points, torch.randperm with a CPU generator "
                                        "seeded from (run seed, class, clusterings so far); fork_rng",
                           "handling": HANDLING if self.dedupe else HANDLING_AUTHORS, "dedupe": self.dedupe,

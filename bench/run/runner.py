@@ -66,6 +66,8 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
         "run_id": run_id,
         "cell_id": resolved.cell_id,
         "config": resolved.as_dict(),
+        # what the request named explicitly (the rest are defaults): tells a stale record apart
+        "request": {"params": dict(resolved.config.params), "eval": dict(resolved.config.eval)},
         "seed": resolved.config.seed,
         "data_variant": dataset.variant,
         "metrics": ctx.metrics,

@@ -5,7 +5,8 @@ as when DREAM's settings moved from the methods' Params to the sampler's), the s
 a new run id and its old records no longer match. They are not lost and not silently "missing":
 a record is *stale* for a request when it agrees on what the request names (method and its DREAM
 label, dataset, IPC, seed, models, scale, data subset, task) and on every explicit override the
-request carries, but its resolved config differs. Overrides are looked up where the record keeps
+request carries, but its resolved config differs. Records name their own explicit overrides
+(``record["request"]``), so one made with other overrides is another request, never stale. Overrides are looked up where the record keeps
 them: ``params``, the sampler's / initialiser's / diagnostics' settings, or the protocol; a key an
 old record does not hold cannot match, so such requests show as missing, never wrongly as stale.
 """
@@ -35,7 +36,7 @@ def _stored_value(config: dict, key: str) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, default=str) == json.dumps(b, default=str)
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 class StaleIndex:
@@ -56,6 +57,9 @@ class StaleIndex:
             if rec.get("run_id") == resolved.run_id or rec.get("cell_id") == resolved.cell_id:
                 continue
             cfg = rec["config"]
+            if "request" in rec and not _same(rec["request"], {"params": dict(resolved.config.params),
+                                                               "eval": dict(resolved.config.eval)}):
+                continue  # made with other explicit overrides: another request, not an older default
             if all(_same(_stored_value(cfg, k), list(v) if isinstance(v, tuple) else v) for k, v in resolved.config.params) \
                     and all(_same(cfg.get("protocol", {}).get(k, _MISSING), v) for k, v in resolved.config.eval):
                 out.append(rec)
