@@ -1,7 +1,7 @@
 """Every method module is imported here explicitly, so the registry is complete on import."""
 
-from methods.base import METHODS, Method  # noqa: F401
 from methods import coresets  # noqa: F401
-from methods import idc  # noqa: F401
 from methods import dc  # noqa: F401
 from methods import dm  # noqa: F401
+from methods import idc  # noqa: F401
+from methods.base import METHODS, Method  # noqa: F401

@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from bench.nets.augment import DiffAugment
 from bench.core.errors import BenchError
-from bench.nets.matching import METRICS, batched_matching_loss, per_class_matching_loss
 from bench.data.synset import SyntheticSet
+from bench.evaluation.train import train_network
+from bench.nets.augment import DiffAugment
+from bench.nets.matching import METRICS, batched_matching_loss, per_class_matching_loss
 from methods.base import METHODS, Method
 
 # VICO utils.get_loops: IPC -> (outer_loop, inner_loop); other IPCs exit in the authors' code.
@@ -155,18 +155,7 @@ class DC(Method):
     @staticmethod
     def _train_net(net, opt_net, images, labels, p, augment) -> None:
         """VICO ``epoch('train', ...)`` on the synthetic set, ``inner_loop`` times."""
-        n = len(images)
-        for _ in range(p.inner_loop):
-            order = torch.randperm(n).to(images.device)
-            for i in range(0, n, p.batch_train):
-                idx = order[i:i + p.batch_train]
-                x, y = images[idx], labels[idx]
-                if augment is not None:
-                    x = augment(x)
-                loss = F.cross_entropy(net(x), y)
-                opt_net.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_net.step()
+        train_network(net, images, labels, opt_net, range(p.inner_loop), p.batch_train, augment=augment)
 
 
 @METHODS.register("dsa")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.data.synset import SyntheticSet
 from bench.nets.augment import DiffAugment
 from bench.nets.matching import siamese_per_class
-from bench.data.synset import SyntheticSet
 from methods.base import METHODS, Method
 
 

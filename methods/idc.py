@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.core.params import build_settings
+from bench.data.synset import SyntheticSet, decode_multi_formation
 from bench.evaluation.train import cutmix_cross_entropy
 from bench.nets.augment import DiffAugment
-from bench.data.synset import SyntheticSet, decode_multi_formation
-from bench.core.params import build_settings
 from methods.base import METHODS, Method
 
 # Datasets the authors' ``--reproduce`` treats like MNIST/Fashion (L1 metric, base lr_img 1e-4).

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data.datasets import DATASETS, DataOptions, load_dataset
 from bench.core.errors import BenchError
+from bench.data.datasets import DATASETS, DataOptions, load_dataset
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

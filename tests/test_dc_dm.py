@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.core.errors import BenchError
+from bench.core.seeding import seed_everything
+from bench.data.datasets import load_dataset
+from bench.nets.models import ConvNet
 from bench.run.config import RunConfig, resolve
 from bench.run.context import DivergenceError, RunContext
-from bench.data.datasets import load_dataset
-from bench.core.errors import BenchError
-from bench.nets.models import ConvNet
-from bench.core.seeding import seed_everything
 from methods.dm import dm_loss
 from tests.conftest import run_bench
 

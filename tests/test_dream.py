@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from bench.run.config import RunConfig, resolve
-from bench.run.context import RunContext
 from bench.data.datasets import DataOptions, load_dataset
 from bench.dream.clustering import embed_all, kmeans_select
 from bench.dream.compose import INITIALISERS, SAMPLERS
 from bench.dream.diagnostics import DiagnosticsConfig, mmd2_gaussian, per_sample_grad_norms, track_synthetic
 from bench.dream.representative import ClusterSamplerConfig
+from bench.run.config import RunConfig, resolve
+from bench.run.context import RunContext
 
 CLASSES, PER_CLASS = 3, 200
 

@@ -5,8 +5,8 @@ import dataclasses
 import torch
 
 from bench.data.datasets import load_dataset
-from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
 from bench.data.synset import SyntheticSet
+from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
 
 
 def test_test_images_are_normalised_like_the_training_images():

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from bench.cli.main import main
 from bench.data.spec import DATASETS, DatasetSpec, RawSplits
 from bench.data.synset import SyntheticSet
-from bench.dream.representative import ClusterInitialiser
+from bench.dream.cluster_init import ClusterInitialiser
 from bench.run.store import RunStore
 from methods.base import METHODS, Method
 from tests.conftest import REPO

@@ -16,15 +16,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run.config import RunConfig, resolve
-from bench.run.context import RunContext
+from bench.core.seeding import seed_everything
 from bench.data.datasets import DATASETS, DataOptions, load_dataset
+from bench.data.synset import SyntheticSet, decode_multi_formation
 from bench.evaluation.evaluate import augmenter_for, evaluate_synset
 from bench.nets.models import build_model
+from bench.run.config import RunConfig, resolve
+from bench.run.context import RunContext
 from bench.run.runner import execute
-from bench.core.seeding import seed_everything
 from bench.run.store import RunStore
-from bench.data.synset import SyntheticSet, decode_multi_formation
 from methods.idc import IDC, match_loss, matched_parameters, tune_lr_img
 
 

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from bench.nets.augment import DiffAugment
-from bench.nets.matching import (batched_match_loss, batched_matching_loss, distance_wb, match_loss,
-                            per_class_matching_loss, siamese_per_class)
+from bench.nets.matching import (
+    batched_match_loss,
+    batched_matching_loss,
+    distance_wb,
+    match_loss,
+    per_class_matching_loss,
+    siamese_per_class,
+)
 from bench.nets.models import ConvNet
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.data.datasets import DATASETS, load_dataset
 from bench.core.errors import BenchError
+from bench.data.datasets import DATASETS, load_dataset
 from bench.nets.models import MODELS, ConvNet, build_model
 
 

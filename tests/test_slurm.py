@@ -24,11 +24,11 @@ import torch
 
 from bench.cli.common import configs_from_args
 from bench.cli.main import build_parser
-from bench.run.config import resolve
 from bench.core.errors import BenchError
 from bench.grid.jobs import JobIndex, cell_statuses
 from bench.grid.launch import max_array_size, run_limited, split_array
 from bench.grid.profiles import ClusterProfile, load_profile
+from bench.run.config import resolve
 from tests.conftest import REPO, run_bench
 
 SMOKE = ["--dataset", "digits", "--scale", "smoke"]

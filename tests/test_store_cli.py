@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from bench.cli.main import main
-from bench.run.config import RunConfig, resolve
 from bench.dream.initialisers import herding_order
+from bench.run.config import RunConfig, resolve
 from bench.run.runner import execute
 from tests.conftest import REPO, run_bench
 

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.grid import cells as grid
-from bench.report import plots
-from bench.grid import specs
 from bench.core.errors import BenchError
+from bench.grid import cells as grid
+from bench.grid import specs
 from bench.grid.specs import ContinualOptions, MethodSpec, ScaleOverride
+from bench.report import plots
 from bench.run.store import RunStore
 
 EVAL = (("epochs", 3),)

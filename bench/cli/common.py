@@ -9,10 +9,11 @@ from typing import Callable
 
 from tabulate import tabulate
 
+from bench.cli.grid_args import configs_from_spec_args
+from bench.cli.parsing import int_list, split_list  # noqa: F401  (commands import them from here)
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.data.datasets import DataOptions
-from bench.grid.cells import configs_from_spec_args
 from bench.run.config import SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
 from bench.run.runner import validate
 from bench.run.store import check_writable
@@ -26,17 +27,6 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
         return main
 
     return decorator
-
-
-def split_list(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(t) for t in split_list(text)]
-    except ValueError:
-        raise BenchError(f"malformed {what} {text!r}: use integers separated by commas") from None
 
 
 def add_run_selection(p: argparse.ArgumentParser) -> None:
@@ -68,7 +58,7 @@ def configs_from_args(args) -> list:
     methods, datasets = split_list(args.method), split_list(args.dataset)
     if not methods or not datasets or not args.ipc:
         raise BenchError("bench run needs --method, --dataset and --ipc (or --table/--fig where available)")
-    ipcs = _ints(args.ipc, "IPC list")
+    ipcs = int_list(args.ipc, "IPC list")
     seeds = parse_seeds(args.seeds or "0")
     data = None
     if args.classes or args.max_train_per_class or args.max_test_per_class:

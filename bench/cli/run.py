@@ -9,11 +9,11 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench.cli.common import add_run_selection, command, configs_from_args, prepare, print_summary
+from bench.cli.grid_args import spec_run_hook
 from bench.core.errors import BenchError
 from bench.data.datasets import DATASETS
 from bench.dream.compose import INITIALISERS, SAMPLERS
 from bench.evaluation.evaluate import PROTOCOLS
-from bench.grid.cells import spec_run_hook
 from bench.grid.launch import launch, require_slurm
 from bench.nets.models import MODELS
 from bench.report.aggregate import summarise
@@ -87,8 +87,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-
-
 # ------------------------------------------------------------------------------------------ list
 KINDS = ["methods", "datasets", "models", "samplers", "initialisers", "protocols", "scales"]
 
@@ -101,8 +99,6 @@ def cmd_list(args) -> int:
     for kind in [args.kind] if args.kind else kinds:
         print(f"{kind}: {', '.join(kinds[kind].names())}")
     return 0
-
-
 
 
 # ------------------------------------------------------------------------------------------ results

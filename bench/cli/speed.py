@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from tabulate import tabulate
 
 from bench.cli.common import command, split_list
@@ -30,7 +29,6 @@ from bench.run.config import RunConfig, parse_overrides, resolve
 from bench.run.context import RunContext
 from bench.run.runner import configure_threads, pick_device
 from methods import METHODS
-
 
 
 def _random_dataset(name: str, per_class: int = 300, test_per_class: int = 10):

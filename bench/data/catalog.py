@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bench.data.loaders import (_load_cifar10_jpeg, _load_digits, _load_svhn, _load_tinyimagenet,
-                                _load_train_flag)
+from bench.data.loaders import _load_cifar10_jpeg, _load_digits, _load_svhn, _load_tinyimagenet, _load_train_flag
 from bench.data.spec import DATASETS, DatasetSpec
 
 # DC's own protocol on digits: 1000 epochs with the DC paper's crop/scale/rotate augmentation.

@@ -70,8 +70,6 @@ class RawSplits:
     class_names: list[str]
 
 
-
-
 def default_data_root() -> Path:
     return Path(os.environ.get("BENCH_DATA_ROOT", "data"))
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.params import build_settings
+from bench.dream.cluster_init import ClusterInitialiser  # noqa: F401 (registers)
 from bench.dream.initialisers import INITIALISERS
-from bench.dream.representative import ClusterInitialiser, RepresentativeSampler  # noqa: F401 (registers)
+from bench.dream.representative import RepresentativeSampler  # noqa: F401 (registers)
 from bench.dream.samplers import SAMPLERS
 
 DREAM_SAMPLER = "representative"

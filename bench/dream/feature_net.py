@@ -7,11 +7,11 @@ import torch
 from tqdm import tqdm
 
 from bench.core.atomic import atomic_torch_save
-from bench.data.spec import cache_root
 from bench.core.progress import progress_enabled
+from bench.core.seeding import capture_rng_state, restore_rng_state, seed_everything
+from bench.data.spec import cache_root
 from bench.evaluation.train import test_accuracy, train_network
 from bench.nets.models import build_model
-from bench.core.seeding import capture_rng_state, restore_rng_state, seed_everything
 
 
 def trained_feature_net(dataset, model_name: str, epochs: int, seed: int, device) -> tuple[torch.nn.Module, dict]:

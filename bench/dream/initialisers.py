@@ -7,11 +7,11 @@ grids, block k of ``ipc`` images filling grid cell k, as the IDC/DREAM code does
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from dataclasses import dataclass
 from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
 
 from bench.core.errors import BenchError
 from bench.core.params import NoSettings

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from bench.core.errors import BenchError
+from bench.core.progress import progress_enabled
+from bench.core.registry import Registry
+from bench.core.seeding import seed_everything
 from bench.data.datasets import DATASETS
 from bench.evaluation.train import test_accuracy, train_network
 from bench.nets.augment import DC_PARAMS, DiffAugment
-from bench.core.errors import BenchError
-from bench.core.progress import progress_enabled
 from bench.nets.models import build_model
-from bench.core.registry import Registry
-from bench.core.seeding import seed_everything
 
 PROTOCOLS: Registry["EvalProtocol"] = Registry("evaluation protocol")
 

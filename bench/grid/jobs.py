@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
 from bench.core.atomic import atomic_write_text
 from bench.run.staleness import StaleIndex
 from bench.run.store import RunStore

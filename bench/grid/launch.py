@@ -29,10 +29,10 @@ from typing import Any, Callable, Sequence
 import submitit
 
 from bench.core.errors import BenchError
-from bench.run.store import RunStore
 from bench.grid.jobs import JobIndex, _job_entry, _now, cell_statuses
 from bench.grid.profiles import ClusterProfile, load_profile
 from bench.run.runner import run_config
+from bench.run.store import RunStore
 
 EXECUTORS = ("debug", "local", "slurm")
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize

@@ -7,11 +7,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 from bench.core.errors import BenchError
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 USER_PROFILES = Path("~/.config/dream-bench/profiles").expanduser()
-
 
 
 # ------------------------------------------------------------------------------------ profiles

@@ -21,14 +21,24 @@ from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.params import flatten_settings
-from bench.grid.spec_types import (ContinualOptions, FigureOptions, Grid, Layout, MethodSpec, Metric,  # noqa: F401
-                                   PaperValue, Reference, ScaleOverride, Spec, parse_paper_value)
 from bench.data.datasets import DATASETS
-from bench.dream.compose import INITIALISERS
+from bench.dream.compose import INITIALISERS, SAMPLERS
+from bench.grid.spec_types import (  # noqa: F401
+    ContinualOptions,
+    FigureOptions,
+    Grid,
+    Layout,
+    MethodSpec,
+    Metric,
+    PaperValue,
+    Reference,
+    ScaleOverride,
+    Spec,
+    parse_paper_value,
+)
 from bench.nets.models import MODELS
-from bench.dream.compose import SAMPLERS
-from methods import METHODS
 from bench.run.config import parse_seeds
+from methods import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE_NAMES = ("smoke", "reduced", "paper")
@@ -39,7 +49,6 @@ PLANNED = {"dataset": {"imagenet1k": "ImageNet-1K"}}  # name -> display name
 
 MODEL_DISPLAY = {"convnet3": "Conv-3", "resnet10": "Res-10", "densenet121": "Dense-121", "convnet4": "Conv-4",
                  "convnet3-bn": "Conv-3-BN", "resnet10-in": "Res-10-IN"}
-
 
 
 def dataset_title(name: str) -> str:

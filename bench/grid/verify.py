@@ -36,12 +36,13 @@ from pathlib import Path
 
 import torch
 
-from bench.run.config import RunConfig, resolve
-from bench.grid.expectations import ExpectedCell, Expectations, OrderCheck
-from bench.run.runner import execute
 from bench.data.datasets import load_dataset
-from bench.run.store import RunStore
 from bench.dream.diagnostics import efficiency
+from bench.grid.expectations import Expectations, ExpectedCell, OrderCheck
+from bench.run.config import RunConfig, resolve
+from bench.run.runner import execute
+from bench.run.store import RunStore
+
 
 @contextlib.contextmanager
 def fixed_threads(n: int):

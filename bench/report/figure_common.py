@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.grid.specs import Spec, dataset_title, paper_stand_in  # noqa: E402
 
-
 PARAM_DISPLAY = {"sampler.clusters": "N", "sampler.per_cluster": "n", "sampler.interval": "I_int"}
 
 

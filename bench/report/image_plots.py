@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import seaborn as sns
 import torch
 from sklearn.cluster import KMeans
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
-import seaborn as sns
 from torchvision.utils import make_grid
 
 from bench.data.datasets import DATASETS, DataOptions, load_dataset

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from bench.report import plots
+
 from bench.grid import specs
+from bench.report import plots
 from bench.report.table_render import render_markdown
 from bench.report.tables import tables_for
 

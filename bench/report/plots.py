@@ -27,9 +27,21 @@ import numpy as np
 
 from bench.grid.cells import collect
 from bench.grid.specs import Spec, dataset_title
-from bench.report.figure_common import (PARAM_DISPLAY, FigureResult, dig, draw_references, figure_style, palette,
-                                        panel_key, panels, save_figure, scale_subtitle, series_key, series_xy,
-                                        usable_groups)
+from bench.report.figure_common import (
+    PARAM_DISPLAY,
+    FigureResult,
+    dig,
+    draw_references,
+    figure_style,
+    palette,
+    panel_key,
+    panels,
+    save_figure,
+    scale_subtitle,
+    series_key,
+    series_xy,
+    usable_groups,
+)
 from bench.report.image_plots import plot_clusters, plot_embedding, plot_images
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from bench.grid.specs import MODEL_DISPLAY, Spec, dataset_title
 from bench.report.tables import Entry, Table, axis_title, paper_dataset, tables_for
 from bench.run.config import SCALE_PRESETS

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.grid.specs import MODEL_DISPLAY, Metric, PaperValue, Spec, dataset_title, paper_stand_in
 from bench.grid.cells import collect
+from bench.grid.specs import MODEL_DISPLAY, Metric, PaperValue, Spec, dataset_title, paper_stand_in
 
 PARAM_DISPLAY = {"sampler.clusters": "N", "sampler.per_cluster": "n", "sampler.interval": "I_int"}
 AXIS_DISPLAY = {"method": "method", "dataset": "dataset", "ipc": "IPC", "model": "D (distil)",

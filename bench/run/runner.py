@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
+from bench.core.errors import BenchError
+from bench.core.seeding import seed_everything
+from bench.data.datasets import load_dataset
 from bench.run.config import ResolvedRun, RunConfig, resolve
 from bench.run.context import RunContext
-from bench.data.datasets import load_dataset
-from bench.core.errors import BenchError
-from bench.run.tasks import TASKS
-from bench.core.seeding import seed_everything
 from bench.run.store import RunStore, code_version, device_info, package_versions
+from bench.run.tasks import TASKS
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -4,10 +4,12 @@
 
 Prints each arm's per-seed curves, the mean curve, and the first checkpoint at which the +DREAM arm
 reaches the base arm's final accuracy (bench.diagnostics.efficiency) with the ratio."""
-import json, sys
-from pathlib import Path
+import json
+import sys
 from collections import defaultdict
-from bench.dream.diagnostics import mean_curve, efficiency
+from pathlib import Path
+
+from bench.dream.diagnostics import efficiency, mean_curve
 
 root = Path(sys.argv[1])
 arms = defaultdict(list)
