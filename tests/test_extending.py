@@ -210,3 +210,22 @@ def test_readme_python_example_runs():
     scores, frame = namespace["scores"], namespace["frame"]
     assert 0 <= scores["mean"] <= 100 and len(scores["per_model"]["convnet3"]) == 2
     assert list(frame["label"]) == ["dm"] and json.loads(json.dumps(scores))  # plain data, printable
+
+
+# ------------------------------------------------------------------------------------ continual cells
+def test_continual_learning_cells_run_through_the_ordinary_launcher(tmp_path, capsys):
+    out = tmp_path / "results"
+    grid = ["--fig", "4d", "--scale", "smoke", "--datasets", "digits", "--method", "Random", "--seeds", "0",
+            "--eval-set", "epochs=2", "--out", str(out)]
+    assert main(["status", *grid]) == 0
+    assert "1 missing" in capsys.readouterr().out
+    assert main(["run", *grid, "--executor", "local", "--max-parallel", "1"]) == 0
+    (record,) = RunStore(out).records()
+    assert record["kind"] == "continual" and record["config"]["task_options"]["steps"] == 5
+    assert [s["classes_seen"] for s in record["steps"]] == [2, 4, 6, 8, 10]
+    assert record["accuracy"]["mean"] == record["steps"][-1]["accuracy"]
+    assert (out / "jobs" / f"{record['run_id']}.json").exists()  # launched as a submitit job
+    assert sorted(p.name for p in (out / "runs" / record["run_id"]).glob("step*.pt")) == [f"step{t}.pt" for t in range(5)]
+    capsys.readouterr()
+    assert main(["status", *grid]) == 0
+    assert "1 done" in capsys.readouterr().out

@@ -12,110 +12,16 @@ the run, minus the resident size before it.
 from __future__ import annotations
 
 import argparse
-import tempfile
-import threading
-import time
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
 from bench.cli.common import command, split_list
-from bench.core.errors import BenchError
-from bench.core.seeding import seed_everything
-from bench.data.datasets import DATASETS, DataOptions, ImageDataset, load_dataset
-from bench.dream.representative import clustering_share_at
-from bench.run.config import RunConfig, parse_overrides, resolve
-from bench.run.context import RunContext
+from bench.run.config import parse_overrides
 from bench.run.runner import configure_threads, pick_device
+from bench.run.timing import time_method, timing_dataset
 from methods import METHODS
-
-
-def _random_dataset(name: str, per_class: int = 300, test_per_class: int = 10):
-    spec = DATASETS.get(name)
-    g = torch.Generator().manual_seed(0)
-    k = spec.num_classes
-    shape = (spec.channels, spec.size, spec.size)
-    return ImageDataset(
-        spec=spec,
-        train_images=torch.rand(k * per_class, *shape, generator=g),
-        train_labels=torch.arange(k).repeat_interleave(per_class),
-        test_images=torch.rand(k * test_per_class, *shape, generator=g),
-        test_labels=torch.arange(k).repeat_interleave(test_per_class),
-        class_names=[str(c) for c in range(k)],
-        variant="random tensors",
-    )
-
-
-def _dataset(name: str, data_root: Path | None):
-    if data_root is None:
-        return _random_dataset(name)
-
-    try:
-        return load_dataset(name, data_root, DataOptions(max_train_per_class=500, max_test_per_class=10))
-    except BenchError:
-        print(f"  ({name} not under {data_root}: random tensors of its shape)")
-        return _random_dataset(name)
-
-
-class _PeakRSS:
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-def time_method(method: str, dataset, ipc: int, iterations: int, batched: bool | None, device: torch.device,
-                overrides: dict | None = None, seed: int = 0, sampler: str | None = None,
-                initialiser: str | None = None, dream: bool = False) -> dict:
-    """Run ``iterations`` iterations of a method; seconds per iteration, phase split, peak memory.
-    With DREAM's sampler, also the clustering share of an iteration at I_int = 10 (``dream_share``)."""
-
-    params = {"iterations": iterations, "curve_points": 0, **(overrides or {})}
-    if batched is not None:  # None: a method with a single loop (IDC)
-        params["batched"] = batched
-    resolved = resolve(RunConfig(method=method, dataset=dataset.name, ipc=ipc, seed=seed, scale="paper",
-                                 params=tuple(sorted(params.items())), dream=dream, sampler=sampler,
-                                 initialiser=initialiser))
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(resolved, dataset.to(device), device, Path(tmp), checkpoint_every=0)
-        seed_everything(seed)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        with _PeakRSS() as rss:
-            wall, cpu = time.perf_counter(), time.process_time()
-            resolved.method_cls().run(ctx)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss.mb
-    phases = {k: v / max(iterations, 1) for k, v in ctx.timer.seconds.items() if k != "initialisation"}
-    out = {"s_per_it": wall / max(iterations, 1), "cpu_s_per_it": cpu / max(iterations, 1),
-           "phases": phases, "peak_mb": peak}
-    if "sampler" in ctx.metrics.get("dream", {}):
-        out["dream_share"] = clustering_share_at(ctx, wall, interval=10)
-    return out
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -153,7 +59,7 @@ def cmd_speed(args) -> int:
         print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
 
     for i, ds_name in enumerate(split_list(args.datasets)):
-        dataset = _dataset(ds_name, args.data_root)
+        dataset = timing_dataset(ds_name, args.data_root)
         if i == 0:  # untimed: the first run pays one-time costs (thread pools, oneDNN kernel set-up)
             fields = METHODS.get(methods[0]).Params.__dataclass_fields__
             tiny = {k: v for k, v in {"batch_real": 8, "inner_loop": 1}.items() if k in fields}
