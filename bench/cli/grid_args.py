@@ -3,6 +3,8 @@ listing of them."""
 
 from __future__ import annotations
 
+from tabulate import tabulate
+
 from bench.cli.parsing import split_list
 from bench.core.errors import BenchError
 from bench.grid import specs
@@ -45,9 +47,6 @@ def configs_from_spec_args(args) -> list[RunConfig]:
 
 
 def print_dry_run(cells: list[Cell], out) -> None:
-    from tabulate import tabulate
-
-
     store = RunStore(out)
     rows = []
     for i, c in enumerate(cells, 1):

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.data.spec import DatasetSpec, RawSplits, cache_root, downloads_allowed
@@ -27,7 +28,7 @@ def _missing_error(spec: DatasetSpec, root: Path, reason: str = "") -> BenchErro
 
 def _torchvision_load(spec: DatasetSpec, root: Path, cls_name: str, split_kw: Callable[[bool], dict]):
     """Load both splits with torchvision's own class, downloading only when files are missing."""
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # deferred: a heavy import, needed only when a dataset is loaded
 
     cls = getattr(tvd, cls_name)
     splits = []
@@ -89,7 +90,7 @@ def _load_svhn(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
 
 def _image_folder_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode an ImageFolder tree into one uint8 tensor with torchvision's own class."""
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # deferred: heavy, needed only to decode an archive
 
     dataset = ImageFolder(str(folder))
     images = np.stack([np.asarray(dataset.loader(path).convert("RGB")) for path, _ in dataset.samples])
@@ -156,8 +157,6 @@ def _load_tinyimagenet(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
     key = f"tinyimagenet-{hashlib.md5(str(top.resolve()).encode() + stamp.encode()).hexdigest()[:12]}"
 
     def build() -> RawSplits:
-        from PIL import Image
-
         try:
             train_x, train_y, wnids = _image_folder_tensors(top / "train")
             index = {w: i for i, w in enumerate(wnids)}
@@ -180,7 +179,7 @@ def _load_digits(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
     There is no official split: a stratified 70/30 split with a fixed seed, so every run and every
     machine sees the same test set.
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: sklearn is heavy and only digits needs it here
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()

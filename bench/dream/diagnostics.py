@@ -64,6 +64,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 from bench.dream.clustering import bn_preserved, derived_seed, embed_all, forked_rng, images_in_space, matching_space
 
@@ -105,7 +106,6 @@ def per_sample_grad_norms(net: torch.nn.Module, images: torch.Tensor, label: int
                           chunk: int = 128) -> torch.Tensor:
     """‖∇θ CE(net(x_i), y_i)‖₂ over all parameters, one image at a time (torch.func.vmap); no side
     effect on the network (BatchNorm in eval mode, running statistics restored)."""
-    from torch.func import functional_call, grad, vmap
 
     device = next(net.parameters()).device
     images = images.to(device)

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from submitit.core.utils import pickle_load
+
 from bench.core.atomic import atomic_write_text
 from bench.run.staleness import StaleIndex
 from bench.run.store import RunStore
@@ -114,7 +116,6 @@ def _read_result(path: str | None) -> tuple[str, Any] | None:
     if not path or not Path(path).exists():
         return None
     try:
-        from submitit.core.utils import pickle_load
 
         return pickle_load(path)
     except Exception:  # noqa: BLE001 - a half-written or foreign pickle tells us nothing

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import submitit
+import torch
 
 from bench.core.errors import BenchError
 from bench.grid.jobs import JobIndex, _job_entry, _now, cell_statuses
@@ -54,7 +55,6 @@ class RunTask(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict:
         if self.threads:
-            import torch
 
             torch.set_num_threads(self.threads)
         record = run_config(self.config, Path(self.out), None if self.data_root is None else Path(self.data_root),

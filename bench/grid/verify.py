@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import multiprocessing
 import platform
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +96,6 @@ def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, dev
     for dataset, data in dict.fromkeys((c.dataset, resolved[id(c)].data) for c in todo):
         load_dataset(dataset, data_root, data)  # decode/extract caches once, before workers race for them
     if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:

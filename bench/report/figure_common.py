@@ -45,7 +45,7 @@ class FigureResult:
 
 
 def figure_style() -> None:
-    import seaborn as sns
+    import seaborn as sns  # deferred: a heavy import, needed only when a figure is drawn
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 200, "axes.titlesize": 9, "axes.labelsize": 9,
@@ -54,7 +54,7 @@ def figure_style() -> None:
 
 
 def palette(keys: list[str]) -> dict[str, tuple]:
-    import seaborn as sns
+    import seaborn as sns  # deferred: a heavy import, needed only when a figure is drawn
 
     colours = sns.color_palette("colorblind", max(len(keys), 3))
     return {k: colours[i % len(colours)] for i, k in enumerate(keys)}

@@ -125,7 +125,7 @@ def plot_param(collected, folder: Path) -> FigureResult:
 
 
 def plot_hist(collected, folder: Path) -> FigureResult:
-    import seaborn as sns
+    import seaborn as sns  # deferred: a heavy import, needed only when a figure is drawn
 
     spec, f = collected.spec, collected.spec.figure
     res = FigureResult(spec, collected.scale)

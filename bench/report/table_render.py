@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+from tabulate import tabulate
+
 from bench.grid.specs import MODEL_DISPLAY, Spec, dataset_title
 from bench.report.tables import Entry, Table, axis_title, paper_dataset, tables_for
 from bench.run.config import SCALE_PRESETS
@@ -130,8 +133,6 @@ def caption(t: Table) -> list[str]:
 
 
 def render_markdown(t: Table) -> str:
-    from tabulate import tabulate
-
     heads, groups, rows = _wide(t)
     headers = heads + [f"{label} {sub}" if len(subs) > 1 else f"{label} (paper)" for _, label, subs in groups for sub in subs]
     text = [f"### {t.spec.title} — scale `{t.scale}`", ""]
@@ -179,8 +180,6 @@ def render_latex(t: Table) -> str:
 
 
 def render_csv(t: Table) -> str:
-    import pandas as pd
-
     rows = []
     for e in t.entries:
         row = {"table": t.spec.id, "scale": t.scale, "data_variant": t.variants.get(e.dataset, ""),

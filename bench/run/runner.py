@@ -92,7 +92,7 @@ def _peak_memory_mb(dev: torch.device) -> float:
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
     try:
-        import resource
+        import resource  # POSIX only: imported where a missing module can fall back to NaN
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
     except (ImportError, OSError):

@@ -16,6 +16,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bench.core.atomic import atomic_torch_save, atomic_write_text
@@ -124,7 +125,6 @@ class RunStore:
 
     def frame(self):
         """One row per (run, evaluation model): the tidy frame every aggregator starts from."""
-        import pandas as pd
 
         rows = []
         for rec in self.records():

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 from bench.core.errors import BenchError
@@ -47,8 +48,6 @@ def timing_dataset(name: str, data_root: Path | None):
 
 class _PeakRSS:
     def __init__(self) -> None:
-        import psutil
-
         self.proc = psutil.Process()
         self.base = self.peak = self.proc.memory_info().rss
         self._stop = threading.Event()
