@@ -179,6 +179,10 @@ def test_a_table_spec_added_from_a_folder(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------------------------ stale records
+STALE_TABLE = TABLE.replace("Table 9: a table added from a folder", "Table 8: DREAM's coreset").replace(
+    'key = "Herding"\nmethod = "herding"', 'key = "Random+DREAM"\nmethod = "random"\ndream = true')
+
+
 def test_records_of_an_older_default_are_reported_stale(tmp_path, monkeypatch, capsys):
     out = tmp_path / "results"
     run = ["run", "--method", "random", "--dream", "--dataset", "digits", "--ipc", "1", "--scale", "smoke",
@@ -188,6 +192,14 @@ def test_records_of_an_older_default_are_reported_stale(tmp_path, monkeypatch, c
         assert main(run) == 0
     (old,) = RunStore(out).records()
     assert old["config"]["initialiser_config"] == {"dedupe": False}
+    for kind in ("tables", "figures"):
+        (tmp_path / "specs" / kind).mkdir(parents=True)
+    (tmp_path / "specs" / "tables" / "table8.toml").write_text(STALE_TABLE)
+    monkeypatch.setenv("BENCH_SPECS", str(tmp_path / "specs"))
+    capsys.readouterr()
+    assert main(["tables", "--table", "8", "--out", str(out), "--scale", "smoke", *FAST_EVAL]) == 0
+    table = capsys.readouterr().out
+    assert "| stale" in table and "Stale cells (records of an older config; not shown): Random+DREAM: stale" in table
     capsys.readouterr()
     assert main(["status", *run[1:]]) == 0
     status = capsys.readouterr().out
