@@ -113,7 +113,7 @@ def panel_key(spec: Spec, cell, many_datasets: bool) -> str:
     return " · ".join(parts)
 
 
-def panels(n: int, width: float = 3.3, height: float = 2.6):
+def subplot_grid(n: int, width: float = 3.3, height: float = 2.6):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.5), squeeze=False)

@@ -16,7 +16,7 @@ from torchvision.utils import make_grid
 from bench.data.datasets import DATASETS, DataOptions, load_dataset
 from bench.data.synset import SyntheticSet
 from bench.nets.models import build_model
-from bench.report.figure_common import FigureResult, palette, panels, save_figure, scale_subtitle
+from bench.report.figure_common import FigureResult, palette, save_figure, scale_subtitle, subplot_grid
 
 
 def load_synset(out: Path, run_id: str):
@@ -92,7 +92,7 @@ def plot_clusters(collected, folder: Path, data_root=None) -> FigureResult:
     res, groups = _synset_figure(collected)
     if not groups:
         return res
-    fig, axes = panels(len(groups), width=3.6, height=3.2)
+    fig, axes = subplot_grid(len(groups), width=3.6, height=3.2)
     texts = []
     for ax, (cell, rec) in zip(axes, groups):
         dataset = _dataset_for(rec, data_root)
@@ -140,7 +140,7 @@ def plot_embedding(collected, folder: Path, data_root=None) -> FigureResult:
     if not groups:
         return res
     colours = palette([c.method.key for c, _ in groups])
-    fig, axes = panels(len(groups), width=3.4, height=3.1)
+    fig, axes = subplot_grid(len(groups), width=3.4, height=3.1)
     texts = []
     for ax, (cell, rec) in zip(axes, groups):
         dataset = _dataset_for(rec, data_root)
@@ -184,7 +184,7 @@ def plot_images(collected, folder: Path, data_root=None) -> FigureResult:
     res, groups = _synset_figure(collected)
     if not groups:
         return res
-    fig, axes = panels(len(groups), width=3.4, height=3.4)
+    fig, axes = subplot_grid(len(groups), width=3.4, height=3.4)
     texts = []
     for ax, (cell, rec) in zip(axes, groups):
         synset = load_synset(collected_out(collected), rec["run_id"])

@@ -35,11 +35,11 @@ from bench.report.figure_common import (
     figure_style,
     palette,
     panel_key,
-    panels,
     save_figure,
     scale_subtitle,
     series_key,
     series_xy,
+    subplot_grid,
     usable_groups,
 )
 from bench.report.image_plots import plot_clusters, plot_embedding, plot_images
@@ -56,7 +56,7 @@ def plot_line(collected, folder: Path) -> FigureResult:
     panels = list(dict.fromkeys(panel_key(spec, c, many) for c, _ in groups))
     series = list(dict.fromkeys(series_key(spec, c) for c, _ in groups))
     colours = palette(series)
-    fig, axes = panels(len(panels))
+    fig, axes = subplot_grid(len(panels))
     for cell, recs in groups:
         ax = axes[panels.index(panel_key(spec, cell, many))]
         per_seed = [series_xy(dig(r, f.source), f.x, f.y) for r in recs]
@@ -100,7 +100,7 @@ def plot_param(collected, folder: Path) -> FigureResult:
         series.setdefault(label, []).append((cell.param(name), float(np.mean(accs)), float(np.std(accs)), len(accs)))
         res.records += len(recs)
     colours = palette(list(series))
-    fig, axes = panels(1, width=3.6, height=2.8)
+    fig, axes = subplot_grid(1, width=3.6, height=2.8)
     ax = axes[0]
     for label, points in series.items():
         points.sort()
@@ -146,7 +146,7 @@ def plot_hist(collected, folder: Path) -> FigureResult:
     panels = list(dict.fromkeys(panel_key(spec, c, many) for c, _ in groups))
     series = list(dict.fromkeys(series_key(spec, c) for c, _ in groups))
     colours = palette(series)
-    fig, axes = panels(len(panels))
+    fig, axes = subplot_grid(len(panels))
     stats = []
     for cell, recs in groups:
         ax = axes[panels.index(panel_key(spec, cell, many))]
@@ -178,7 +178,7 @@ def plot_continual(collected, folder: Path) -> FigureResult:
         return res
     series = list(dict.fromkeys(c.method.key for c, _ in groups))
     colours = palette(series)
-    fig, axes = panels(1, width=3.8, height=2.9)
+    fig, axes = subplot_grid(1, width=3.8, height=2.9)
     ax = axes[0]
     desc = []
     for cell, recs in groups:
