@@ -191,8 +191,9 @@ def plot_continual(collected, folder: Path) -> FigureResult:
             ax.fill_between(xs, m - s, m + s, color=colours[cell.method.key], alpha=0.2, lw=0)
         desc.append(f"{cell.method.key}: " + ", ".join(f"{x}: {v:.1f}" for x, v in zip(xs, m)))
         res.records += len(recs)
+    paper_dataset = spec.grid.datasets[0]  # the dataset of the spec's (the paper's) grid
     for label, points in spec.figure.reference_points:
-        if any(c.dataset == "cifar100" for c, _ in groups):
+        if any(c.dataset == paper_dataset for c, _ in groups):
             px, py = zip(*points)
             ax.plot(px, py, ls="--", marker="s", ms=3, lw=0.9, color="0.35", label=label)
     ax.set_xlabel(spec.figure.xlabel)
@@ -204,8 +205,8 @@ def plot_continual(collected, folder: Path) -> FigureResult:
     subtitle = (f"scale: {col.scale} · {dataset_title(opts['dataset'])}"
                 f"{' [' + variant + ']' if variant else ''} · {task['steps']} steps of "
                 f"{first['classes_per_step']} classes · distil {opts['model']}, evaluate {task['eval_model']}")
-    if opts["dataset"] != "cifar100":
-        subtitle += " · stand-in for CIFAR100"
+    if opts["dataset"] != paper_dataset:
+        subtitle += f" · stand-in for {dataset_title(paper_dataset)}"
     res.paths = save_figure(fig, spec, subtitle, folder, col.scale)
     res.description = "accuracy on the classes seen so far after each step (classes seen: accuracy %); " + "; ".join(desc)
     return res
