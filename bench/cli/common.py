@@ -10,7 +10,7 @@ from typing import Callable
 from tabulate import tabulate
 
 from bench.cli.grid_args import configs_from_spec_args
-from bench.cli.parsing import int_list, split_list  # noqa: F401  (commands import them from here)
+from bench.cli.parsing import check_subset_options, int_list, split_list  # noqa: F401  (commands import them from here)
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.data.datasets import DataOptions
@@ -53,6 +53,7 @@ def add_run_selection(p: argparse.ArgumentParser) -> None:
 
 
 def configs_from_args(args) -> list:
+    check_subset_options(args)
     if getattr(args, "table", None) or getattr(args, "fig", None):  # a spec's grid (bench/grid/cells.py)
         return configs_from_spec_args(args)
     methods, datasets = split_list(args.method), split_list(args.dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from bench.cli.parsing import split_list
+from bench.cli.parsing import check_subset_options, split_list
 from bench.core.errors import BenchError
 from bench.grid import specs
 from bench.grid.cells import Cell, expand, notes
@@ -22,6 +22,7 @@ def spec_from_args(args) -> Spec:
 
 
 def cells_from_args(args, spec: Spec | None = None) -> list[Cell]:
+    check_subset_options(args)
     spec = spec or spec_from_args(args)
     datasets = split_list(getattr(args, "datasets", None) or getattr(args, "dataset", None))
     ipcs = [int(i) for i in split_list(getattr(args, "ipc", None))] if getattr(args, "ipc", None) else None

@@ -8,6 +8,7 @@ add_arguments, main)) when their module is imported below; every user error is a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.cli import run, speed, status, tables, verify  # noqa: F401  (each registers its commands)
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bench ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished runs are in the store; rerun to complete the rest", file=sys.stderr)
         return 130

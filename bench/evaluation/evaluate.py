@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from bench.core.errors import BenchError
+from bench.core.params import typed_overrides
 from bench.core.progress import progress_enabled
 from bench.core.registry import Registry
 from bench.core.seeding import seed_everything
@@ -63,7 +64,7 @@ def resolve_protocol(name: str, dataset_name: str, **overrides) -> EvalProtocol:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise BenchError(f"unknown evaluation setting(s) {unknown}; known: {sorted(fields - {'name'})}")
-    return dataclasses.replace(protocol, **overrides)
+    return dataclasses.replace(protocol, **typed_overrides(EvalProtocol, overrides, "evaluation"))
 
 
 def augmenter_for(protocol: EvalProtocol, dataset) -> DiffAugment | None:

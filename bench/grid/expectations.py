@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomlkit
+
 from bench.core.errors import BenchError
 from bench.core.params import flatten_settings
 from bench.data.datasets import DATASETS, DataOptions
@@ -152,44 +154,29 @@ def load_expectations(path: Path | str = DEFAULT_EXPECTED) -> Expectations:
 
 
 def write_measurements(path: Path, updates: dict[str, dict]) -> None:
-    """Rewrite the measured keys of each ``[[cell]]`` in place, keeping the file's comments and order."""
-    lines = path.read_text().splitlines()
-    out, cell_id = [], None
-    measured_keys = ("expected", "tolerance", "spread", "provenance")
-
-    def flush():
-        if cell_id in updates:
-            trailing = []  # blank lines and a section comment before the next header stay after the keys
-            while out and (not out[-1].strip() or out[-1].lstrip().startswith("#")):
-                trailing.insert(0, out.pop())
-            u = updates[cell_id]
-            out.append(f"expected = {u['expected']}")
-            out.append(f"tolerance = {u['tolerance']}")
-            out.append(f"spread = {u['spread']}  # seed-to-seed std over {len(u['provenance']['per_seed'])} seeds")
-            p = u["provenance"]
-            seeds = ", ".join(f'"{s}" = {a}' for s, a in p["per_seed"].items())
-            out.append(f'provenance = {{ command = "{p["command"]}", code_version = "{p["code_version"]}", '
-                       f'machine = "{p["machine"]}", per_seed = {{ {seeds} }} }}')
-            out.append("")
-            out.extend(line for line in trailing if line.strip())
-            if trailing and any(line.strip() for line in trailing):
-                out.append("")
-
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("[[") or stripped.startswith("[defaults"):
-            if cell_id is not None:
-                flush()
-            cell_id = None
-            out.append(line)
+    """Set the measured keys (expected, tolerance, spread, provenance) of each ``[[cell]]`` named in
+    ``updates`` through tomlkit, which keeps every comment, the order and the layout of the file."""
+    doc = tomlkit.parse(path.read_text())
+    for cell in doc.get("cell", []):
+        u = updates.get(str(cell.get("id")))
+        if u is None:
             continue
-        if stripped.startswith("id =") and out and out[-1].strip() == "[[cell]]":
-            cell_id = tomllib.loads(stripped)["id"]
-        if cell_id in updates and stripped.split("=", 1)[0].strip() in measured_keys:  # only cells being rewritten
-            continue
-        out.append(line)
-    if cell_id is not None:
-        flush()
-    # blank lines before each header, none doubled
-    text = "\n".join(out).replace("\n\n\n", "\n\n")
-    path.write_text(text.rstrip() + "\n")
+        # blank lines and comments that close the cell (e.g. the next section's heading) stay after
+        # its keys: set them aside while new keys are appended, then put them back
+        body, trailing = cell.value.body, []
+        while body and body[-1][0] is None:
+            trailing.insert(0, body.pop()[1])
+        cell["expected"] = u["expected"]
+        cell["tolerance"] = u["tolerance"]
+        spread = tomlkit.item(u["spread"])
+        spread.comment(f"seed-to-seed std over {len(u['provenance']['per_seed'])} seeds")
+        cell["spread"] = spread
+        provenance = tomlkit.inline_table()
+        provenance.update({k: v for k, v in u["provenance"].items() if k != "per_seed"})
+        per_seed = tomlkit.inline_table()
+        per_seed.update({str(s): a for s, a in u["provenance"]["per_seed"].items()})
+        provenance["per_seed"] = per_seed
+        cell["provenance"] = provenance
+        for trivia in trailing:
+            cell.value.append(None, trivia)
+    path.write_text(tomlkit.dumps(doc))

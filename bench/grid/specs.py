@@ -367,7 +367,14 @@ def normalise_id(kind: str, text: str) -> str:
 
 
 def load(kind: str, ident: str) -> Spec:
-    """A spec by id; an unknown id lists the available ones."""
+    """A spec by id, or by the path of a spec file (loaded from that path, never replaced by the
+    repository's spec of the same name); an unknown id lists the available ones."""
+    text = str(ident)
+    if "/" in text or text.endswith(".toml"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise BenchError(f"{kind} spec file {path} not found")
+        return load_spec_file(path, kind)
     name = normalise_id(kind, ident)
     path = spec_dirs()[kind] / f"{name}.toml"
     if not path.exists():

@@ -98,3 +98,10 @@ def test_measured_keys_stay_inside_their_cell(tmp_path):
     text = path.read_text()
     assert text.index("provenance =") < text.index("# ---- next section") < text.index('id = "b"')
     assert tomllib.loads(text)["cell"][0]["expected"] == 1.0
+
+
+def test_a_rewrite_without_updates_round_trips_byte_for_byte(tmp_path):
+    path = tmp_path / "expected.toml"
+    path.write_text(DEFAULT_EXPECTED.read_text())
+    write_measurements(path, {})
+    assert path.read_text() == DEFAULT_EXPECTED.read_text()
