@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import subprocess
+import sys
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bench.core.atomic import atomic_torch_save, atomic_write_text
 from bench.core.errors import BenchError
 from bench.core.version import __version__
 
+RECORD_KEYS = ("run_id", "cell_id", "config", "accuracy", "seed")
 PACKAGES = ("torch", "torchvision", "numpy", "fast-pytorch-kmeans", "scikit-learn", "scipy", "pandas", "submitit")
 
 
@@ -98,10 +101,33 @@ class RunStore:
         return self.run_dir(run_id) / "record.json"
 
     def has_record(self, run_id: str) -> bool:
-        return self.record_path(run_id).exists()
+        return self.read_record(run_id) is not None
 
-    def read_record(self, run_id: str) -> dict:
-        return json.loads(self.record_path(run_id).read_text())
+    def read_record(self, run_id: str) -> dict | None:
+        """The run's record, or None when there is none (a damaged one is moved aside first)."""
+        return self._load(self.record_path(run_id))
+
+    def _load(self, path: Path) -> dict | None:
+        """The one reader of records. Records are written atomically, so an unreadable one was
+        damaged on disk (a crash of the file system, a hand edit, a full disk elsewhere): it is moved
+        aside to ``record.json.corrupt-<time>``, said once on stderr, and its cell counts as not run."""
+        try:
+            record = json.loads(path.read_text())
+            missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            return record
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:  # another reader moved it first
+                return None
+            print(f"warning: corrupt record {path} ({str(exc).splitlines()[0][:120]}) moved aside to {aside.name}; "
+                  "its run will be redone", file=sys.stderr)
+            return None
 
     def save_synset(self, run_id: str, synset) -> Path:
         path = self.run_dir(run_id) / "synset.pt"
@@ -115,13 +141,7 @@ class RunStore:
         return path
 
     def records(self) -> list[dict]:
-        out = []
-        for path in sorted(self.root.glob("runs/*/record.json")):
-            try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # records are written atomically; anything unreadable is not ours
-        return out
+        return [r for r in (self._load(path) for path in sorted(self.root.glob("runs/*/record.json"))) if r]
 
     def frame(self):
         """One row per (run, evaluation model): the tidy frame every aggregator starts from."""
@@ -135,6 +155,6 @@ class RunStore:
                     "label": cfg["label"], "dataset": cfg["dataset"], "ipc": cfg["ipc"], "seed": cfg["seed"],
                     "scale": cfg["scale"], "data_variant": rec.get("data_variant", ""), "model": cfg["model"],
                     "eval_model": model, "accuracy": acc["mean"], "accuracy_std": acc["std"],
-                    "test_selected_best": acc["test_selected_best_mean"], "n_models": len(acc["last"]),
+                    "test_selected_best": acc.get("test_selected_best_mean"), "n_models": len(acc["last"]),
                 })
         return pd.DataFrame(rows)
