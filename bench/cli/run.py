@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 from pathlib import Path
 
 from tabulate import tabulate
@@ -52,6 +54,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                                                           "status, and run nothing")
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 @command("run", "run methods on datasets (skips runs whose record exists)", _run_args)
 def cmd_run(args) -> int:
     if args.executor == "slurm":
@@ -74,13 +80,19 @@ def cmd_run(args) -> int:
             print()
             print_summary(records)
         return status
-    records = []
+    records, spent = [], []
     for i, r in enumerate(resolved, 1):
         print(f"[{i}/{len(resolved)}] {r.label} {r.config.dataset} ipc={r.config.ipc} seed={r.config.seed} "
               f"scale={r.config.scale} ({r.run_id})", flush=True)
+        started = time.perf_counter()
         record, ran = execute(r, args.out, args.data_root, args.device, args.force)
         if not ran:
             print("  done already: record exists (use --force to rerun)", flush=True)
+        else:
+            spent.append(time.perf_counter() - started)
+            left = len(resolved) - i
+            eta = f"; about {_duration(statistics.fmean(spent) * left)} for the {left} left" if left else ""
+            print(f"  {record['accuracy']['mean']:.2f} % in {_duration(spent[-1])}{eta}", flush=True)
         records.append(record)
     print()
     print_summary(records)
