@@ -92,6 +92,29 @@ def test_resume_is_bit_identical(tmp_path, method, params):
     assert len(ctx.metrics["loss"]) == 4
 
 
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(tmp_path, capsys):
+    """Two generations are kept; a truncated latest one is moved aside with one warning line and the
+    run resumes from the previous one (then from the start when neither loads), to the same bytes."""
+    resolved = resolve(RunConfig("dm", "digits", 2, seed=3, scale="smoke", params=(("batch_real", 8), ("iterations", 6))))
+    dataset = load_dataset("digits", None, resolved.data)
+    full, _ = _run(resolved, dataset, tmp_path / "full")
+    for damage, resumed_at in ((("checkpoint.pt",), [2]), (("checkpoint.pt", "checkpoint.prev.pt"), None)):
+        cut = tmp_path / f"cut{len(damage)}"
+        with pytest.raises(_Interrupt):
+            _run(resolved, dataset, cut, _StopAfter, stop=5)  # checkpoints at 2 and 4, dies after 5
+        assert (cut / "checkpoint.pt").exists() and (cut / "checkpoint.prev.pt").exists()
+        for name in damage:
+            data = (cut / name).read_bytes()
+            (cut / name).write_bytes(data[: len(data) // 3])  # as a full disk or a crash would leave it
+        capsys.readouterr()
+        resumed, ctx = _run(resolved, dataset, cut)
+        warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: damaged checkpoint")]
+        assert len(warnings) == len(damage), warnings
+        assert len(list(cut.glob("checkpoint*.corrupt-*"))) == len(damage)
+        assert ctx.metrics.get("resumed_at") == resumed_at
+        assert torch.equal(resumed.images, full.images)
+
+
 def test_divergence_stops_with_one_line_and_no_record(tmp_path):
     out = tmp_path / "results"
     proc = run_bench("run", "--method", "dc", "--dataset", "digits", "--ipc", "1", "--scale", "smoke",

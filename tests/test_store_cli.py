@@ -98,28 +98,6 @@ def test_print_config_resolves_without_running(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-BAD_INPUTS = [
-    (["--method", "nope", "--ipc", "1", *SMOKE], "unknown method 'nope'; known methods: "),
-    (["--method", "random", "--dataset", "nope", "--ipc", "1"], "unknown dataset 'nope'; known datasets: "),
-    (["--method", "random", "--ipc", "1", "--model", "vgg", *SMOKE], "unknown model 'vgg'; known models: "),
-    (["--method", "random", "--ipc", "123", *SMOKE], "IPC 123 is larger than the smallest class of digits (122"),
-    (["--method", "random", "--ipc", "1", "--seeds", "4-2", *SMOKE], "malformed seeds '4-2'"),
-    (["--method", "random", "--ipc", "1", "--seeds", "a,b", *SMOKE], "malformed seeds 'a,b'"),
-    (["--method", "random", "--dataset", "mnist", "--ipc", "1", "--data-root", "/nonexistent"],
-     "dataset 'mnist': files not found under /nonexistent/mnist"),
-    (["--method", "random", "--ipc", "1", "--set", "bogus=1", *SMOKE], "unknown parameter(s) ['bogus'] for method 'random'"),
-]
-
-
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=lambda v: v if isinstance(v, str) else None)
-def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
-    out = tmp_path / "out"
-    assert main(["run", *args, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
-    assert not out.exists()
-
-
 def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -14,6 +14,7 @@ from bench.cli.parsing import check_subset_options, int_list, split_list  # noqa
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.data.datasets import DataOptions
+from bench.report.aggregate import mean_spread
 from bench.run.config import SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
 from bench.run.runner import validate
 from bench.run.store import check_writable
@@ -93,7 +94,12 @@ def prepare(configs: list, data_root: Path | None, out: Path) -> list:
 
 
 def print_summary(records: list[dict]) -> None:
-    rows = [[r["config"]["label"], r["config"]["dataset"], r["config"]["ipc"], r["seed"], r["config"]["scale"],
-             f"{r['accuracy']['mean']:.2f} ± {r['accuracy']['std']:.2f}", len(r["accuracy"]["per_model"][r["accuracy"]["model"]]["last"]),
-             f"{r['timings']['total_s']:.1f}", r["run_id"]] for r in records]
+    rows = []
+    for r in records:
+        acc = r["accuracy"]
+        primary = acc["per_model"].get(acc["model"], {}) if "per_model" in acc else {}
+        n = len(primary.get("last", [])) or 1
+        flag = " ! at chance" if primary.get("at_chance") else ""
+        rows.append([r["config"]["label"], r["config"]["dataset"], r["config"]["ipc"], r["seed"], r["config"]["scale"],
+                     mean_spread(acc["mean"], acc["std"], n) + flag, n, f"{r['timings']['total_s']:.1f}", r["run_id"]])
     print(tabulate(rows, headers=["method", "dataset", "IPC", "seed", "scale", "acc % (models)", "n", "seconds", "run id"]))

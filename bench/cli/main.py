@@ -17,9 +17,16 @@ from bench.core.errors import BenchError
 from bench.run.store import code_version
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line naming the problem (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="DREAM-bench: dataset distillation harness")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="bench", description="DREAM-bench: dataset distillation harness")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name in COMMANDS.names():
         help_text, add_arguments, _ = COMMANDS.get(name)
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))

@@ -18,8 +18,9 @@ from bench.dream.compose import INITIALISERS, SAMPLERS
 from bench.evaluation.evaluate import PROTOCOLS
 from bench.grid.launch import launch, require_slurm
 from bench.nets.models import MODELS
-from bench.report.aggregate import summarise
+from bench.report.aggregate import mean_spread, summarise
 from bench.run.config import SCALE_PRESETS
+from bench.run.distill import CHANCE_FACTOR
 from bench.run.runner import execute
 from bench.run.store import RunStore
 from methods import METHODS
@@ -129,9 +130,14 @@ def cmd_results(args) -> int:
     if args.csv:
         summary.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
-    shown = summary.assign(accuracy=[f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["mean"], summary["std"])])
+    flags = [f"  ! {k} run(s) at chance" if k else "" for k in summary["at_chance"]]
+    shown = summary.assign(accuracy=[mean_spread(m, s, n) + flag for m, s, n, flag
+                                     in zip(summary["mean"], summary["std"], summary["seeds"], flags)])
     cols = ["label", "dataset", "data_variant", "ipc", "scale", "eval_model", "accuracy", "seeds"]
     print(tabulate(shown[cols].values.tolist(), headers=["method", "dataset", "variant", "IPC", "scale",
                                                           "eval model", "acc % (mean ± std over seeds)", "seeds"],
                    tablefmt=args.format))
+    if any(flags):
+        print(f"! at chance: the run's accuracy is at most {CHANCE_FACTOR:g}x chance (100 / classes); its networks "
+              "learnt nothing (check --eval-set lr and the synthetic set)")
     return 0

@@ -1,32 +1,82 @@
 """Atomic writes: a temp file beside the target, fsync, rename. A reader sees the old file or the
-new one, never half of one; a crash leaves at most a hidden temp file behind."""
+new one, never half of one. A write that fails (a full disk, a file-size limit, a read-only folder)
+removes its temp file and raises one :class:`WriteError` line naming the file: nothing is left behind
+and the target keeps its previous content."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from bench.core.errors import BenchError
+
+
+class WriteError(BenchError):
+    """A file could not be written (ENOSPC, EFBIG, EACCES...): one line, exit 2."""
 
 
 def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_failed(path: Path, exc: OSError) -> WriteError:
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@contextmanager
+def _atomic(path: Path, mode: str):
+    path = Path(path)
     tmp = _temp_beside(path)
-    with open(tmp, "wb") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc) from None
+    except BaseException:  # Ctrl-C, or an error while serialising: no temp file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    with _atomic(path, "wb") as handle:
         torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _temp_beside(path)
-    with open(tmp, "w") as handle:
+    with _atomic(path, "w") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """An OSError of the writing side (disk full, file too large, read-only), not a damaged input."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
+
+
+@contextmanager
+def atomic_folder(path: Path):
+    """Fill a folder under a temporary name and rename it into place only when the block succeeds;
+    on any error the partial folder is removed (no half-extracted archive in a cache) and the error
+    goes on to the caller, which knows whether it was the input or the disk."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -21,12 +21,21 @@ _MNIST_FILES = tuple(
     )
 )
 
+# The published (uncompressed) MNIST files, as ../shared/data/README.md lists them.
+_MNIST_MD5 = {
+    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
 for _spec in (
     DatasetSpec("mnist", 1, 28, 10, (0.1307,), (0.3081,), None, None, "mnist",
                 tuple(f.format(cls="MNIST") for f in _MNIST_FILES), _load_train_flag("MNIST"),
                 dsa_strategy="color_crop_cutout_scale_rotate", idc_metric="l1", display="MNIST",
                 protocol_overrides={"dc": _DC_DIGIT_PROTOCOL, "idc": _IDC_MNIST_PROTOCOL},
-                idc_lr_img=1e-4, idc_lr_base_size=28, idc_multi_formation=_IDC_MNIST_MULTI_FORMATION),
+                idc_lr_img=1e-4, idc_lr_base_size=28, idc_multi_formation=_IDC_MNIST_MULTI_FORMATION,
+                file_md5=_MNIST_MD5),
     DatasetSpec("fashionmnist", 1, 28, 10, (0.2861,), (0.3530,), None, None, "fashionmnist",
                 tuple(f.format(cls="FashionMNIST") for f in _MNIST_FILES),
                 _load_train_flag("FashionMNIST"), idc_metric="l1", display="FashionMNIST", idc_lr_img=1e-4),
@@ -48,7 +57,6 @@ for _spec in (
                 idc_n_data=1000, idc_lr_img_at_ipc={50: 1e-6}),
     DatasetSpec("digits", 1, 8, 10, (0.3056,), (0.3760,), None, None, "digits", (),
                 _load_digits, dsa_strategy="color_crop_cutout_scale_rotate", idc_metric="l1",
-                downloadable=False, paper_stand_in="mnist", protocol_overrides={"dc": _DC_DIGIT_PROTOCOL},
-                idc_lr_img=1e-4),
+                downloadable=False, protocol_overrides={"dc": _DC_DIGIT_PROTOCOL}, idc_lr_img=1e-4),
 ):
     DATASETS.register(_spec.name)(_spec)

@@ -4,8 +4,9 @@ tensors; decoded archives are cached under ``$BENCH_CACHE``."""
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.core.atomic import atomic_folder, atomic_torch_save, is_write_failure, write_failed
 from bench.core.errors import BenchError
 from bench.data.spec import DatasetSpec, RawSplits, cache_root, downloads_allowed
 
@@ -63,10 +65,55 @@ def _as_nchw_uint8(data) -> torch.Tensor:
     return t.contiguous()
 
 
+def _idx_problem(path: Path) -> str | None:
+    """What is wrong with an IDX file (MNIST's format) as its own header describes it, or None:
+    the header's magic and dimensions give the exact size the file must have."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E) or not 1 <= head[3] <= 4:
+            return f"{path.name} has no IDX header (first bytes {head.hex() or 'none'}, {size} bytes)"
+        dims_raw = handle.read(4 * head[3])
+    if len(dims_raw) < 4 * head[3]:
+        return f"{path.name} is {size} bytes, shorter than its IDX header"
+    dims = [int.from_bytes(dims_raw[i:i + 4], "big") for i in range(0, len(dims_raw), 4)]
+    item = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}[head[2]]
+    expected = 4 + 4 * head[3] + item * int(np.prod(dims))
+    if size != expected:
+        shape = "x".join(map(str, dims))
+        return f"{path.name} is {size} bytes, expected {expected} for its {shape} IDX header (truncated or corrupt)"
+    return None
+
+
+_VERIFIED: set[tuple] = set()  # (path, size, mtime) whose checksum matched in this process
+
+
+def check_files(spec: DatasetSpec, root: Path) -> None:
+    """Name the damaged file, with expected against found size or checksum, before torchvision's
+    own check turns it into "not found or corrupted" with no detail."""
+    for rel in spec.expected_files:
+        path = root / rel
+        if not path.is_file():
+            continue  # a missing file is torchvision's (and the download's) business
+        problem = _idx_problem(path) if path.name.endswith("-ubyte") else None
+        expected_md5 = spec.file_md5.get(rel)
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if problem is None and expected_md5 and key not in _VERIFIED:
+            found = _file_digest(path)
+            if found != expected_md5:
+                problem = f"{path.name} has md5 {found}, expected {expected_md5} (corrupt)"
+            else:
+                _VERIFIED.add(key)
+        if problem:
+            raise BenchError(f"dataset {spec.name!r}: {problem}, under {root}")
+
+
 def _load_train_flag(cls_name: str):
     """MNIST, FashionMNIST, CIFAR10 and CIFAR100: torchvision classes split by ``train=``."""
 
     def load(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+        check_files(spec, root)
         train, test = _torchvision_load(spec, root, cls_name, lambda t: {"train": t})
         return RawSplits(
             _as_nchw_uint8(train.data), torch.as_tensor(train.targets),
@@ -107,10 +154,7 @@ def _cached(key: str, build: Callable[[], RawSplits]) -> RawSplits:
         except Exception:
             path.unlink(missing_ok=True)  # a stale or broken cache is rebuilt, never trusted
     splits = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(splits.__dict__, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(splits.__dict__, path)
     return splits
 
 
@@ -131,16 +175,19 @@ def _load_cifar10_jpeg(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
     def build() -> RawSplits:
         extract_to = cache_root() / "extracted" / key
         try:
-            if not (extract_to / "train").exists():
-                extract_to.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(archive) as tar:
-                    tar.extractall(extract_to, filter="data")
+            if not (extract_to / ".complete").exists():  # renamed into place whole, with its marker
+                shutil.rmtree(extract_to, ignore_errors=True)  # a partial folder an older version left
+                with atomic_folder(extract_to) as partial, tarfile.open(archive) as tar:
+                    tar.extractall(partial, filter="data")
+                    (partial / ".complete").touch()
             top = next(p.parent for p in extract_to.rglob("train") if p.is_dir())
             train_x, train_y, classes = _image_folder_tensors(top / "train")
             test_x, test_y, _ = _image_folder_tensors(top / "test")
-        except (tarfile.TarError, OSError, StopIteration, EOFError) as exc:
+        except (tarfile.TarError, OSError, StopIteration, EOFError, zlib.error) as exc:
+            if is_write_failure(exc):
+                raise write_failed(extract_to, exc) from None
             raise BenchError(
-                f"dataset {spec.name!r}: archive {archive} is corrupt or unreadable ({exc})"
+                f"dataset {spec.name!r}: archive {archive} is corrupt or unreadable ({exc or type(exc).__name__})"
             ) from None
         return RawSplits(train_x, train_y, test_x, test_y, classes)
 

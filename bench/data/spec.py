@@ -55,6 +55,9 @@ class DatasetSpec:
     idc_lr_base_size: int = 32
     idc_lr_img_at_ipc: dict = field(default_factory=dict, compare=False)
     idc_multi_formation: dict = field(default_factory=dict, compare=False)
+    # md5 of files whose published bytes are known ({relative path: md5}): checked once per process,
+    # so a garbled file is named with both checksums instead of training on noise.
+    file_md5: dict = field(default_factory=dict, compare=False)
 
     @property
     def title(self) -> str:

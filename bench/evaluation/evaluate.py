@@ -28,7 +28,7 @@ from bench.core.progress import progress_enabled
 from bench.core.registry import Registry
 from bench.core.seeding import seed_everything
 from bench.data.datasets import DATASETS
-from bench.evaluation.train import test_accuracy, train_network
+from bench.evaluation.train import TrainingDiverged, test_accuracy, train_network
 from bench.nets.augment import DC_PARAMS, DiffAugment
 from bench.nets.models import build_model
 
@@ -126,8 +126,12 @@ def train_and_test(model_name: str, images: torch.Tensor, labels: torch.Tensor, 
             checks[epoch] = test_accuracy(model, test_x, test_y)
             bar.set_postfix(acc=f"{checks[epoch]:.1f}")
 
-    train_network(model, images, labels, optimizer, bar, protocol.batch_size, scheduler, augment,
-                  protocol.cutmix_p, on_epoch_end=check)
+    try:
+        train_network(model, images, labels, optimizer, bar, protocol.batch_size, scheduler, augment,
+                      protocol.cutmix_p, on_epoch_end=check)
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"evaluation ({desc or model_name}, lr {protocol.lr:g}, {len(images)} images): {exc}; "
+                               "no record written") from None
     seconds = time.perf_counter() - start
     return ModelResult(model_name, checks[epochs], max(checks.values()), checks, seconds)
 

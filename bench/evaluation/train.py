@@ -13,7 +13,12 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import BenchError
 from bench.nets.augment import cutmix
+
+
+class TrainingDiverged(BenchError):
+    """The training loss became NaN or inf: the network's weights are garbage from there on."""
 
 
 def cutmix_cross_entropy(forward: Callable, x: torch.Tensor, y: torch.Tensor, p: float):
@@ -41,6 +46,8 @@ def train_network(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     n = len(images)
     net.train()
     for epoch in epochs:
+        # checked once per epoch, on the device: no host synchronisation per step
+        finite = torch.ones((), dtype=torch.bool, device=images.device)
         order = torch.randperm(n).to(images.device)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
@@ -52,9 +59,12 @@ def train_network(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
             loss, x, out = cutmix_cross_entropy(forward, x, y, cutmix_p)
             if extra_loss is not None:
                 loss = loss + extra_loss(x, out)
+            finite &= torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if not bool(finite):
+            raise TrainingDiverged(f"training loss became non-finite in epoch {epoch}")
         if scheduler is not None:
             scheduler.step()
         if on_epoch_end is not None:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import torch
 from submitit.core.utils import pickle_load
 
 from bench.core.atomic import atomic_write_text
@@ -143,6 +144,18 @@ def _failed(run_id: str, entry: dict, detail: str, lines: int, result: tuple | N
     return CellStatus(run_id, "failed", entry.get("job_id"), detail, tail, log)
 
 
+def _progress(store: RunStore, run_id: str) -> str:
+    """A suffix naming the iteration of the run's latest checkpoint, or nothing when it has none."""
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        path = store.run_dir(run_id) / name
+        if path.exists():
+            try:
+                return f", checkpoint at iteration {torch.load(path, weights_only=False, map_location='cpu')['iteration']}"
+            except Exception:  # noqa: BLE001 - being written or damaged: the run reports it itself
+                continue
+    return ""
+
+
 def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> list[CellStatus]:
     """The state of each resolved run, from the store, the job index, squeue and the job folders."""
     store, index = RunStore(out), JobIndex(out)
@@ -157,7 +170,17 @@ def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> li
         if store.has_record(run_id):
             statuses.append(CellStatus(run_id, "done", job_id))
             continue
+        running = store.running_info(run_id)
+        if running is not None and running["alive"] is not False and (entry is None or entry.get("executor") != "slurm"):
+            where = "" if running["alive"] else f" on {running['host']} (not checked from here)"
+            statuses.append(CellStatus(run_id, "running", job_id, f"pid {running['pid']}{where} since {running['since']}"
+                                       + _progress(store, run_id)))
+            continue
         if entry is None:
+            if running is not None:  # its process ended without a record: killed
+                statuses.append(CellStatus(run_id, "missing", None, f"interrupted: pid {running['pid']} ended without a "
+                                           "record" + _progress(store, run_id) + "; rerun to continue"))
+                continue
             old = stale.stale_for(r)
             statuses.append(CellStatus(run_id, "stale", None, f"{len(old)} record(s) of an older config: "
                                        f"{', '.join(rec['run_id'] for rec in old)}; rerun to replace")

@@ -31,8 +31,8 @@ import dataclasses
 import math
 import multiprocessing
 import platform
+import signal
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,35 @@ def _execute_config(config: RunConfig, out: Path, data_root: Path | None, device
     return record
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: it terminates the workers itself, at once
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_in_pool(todo: list[RunConfig], workers: int, args: tuple, progress) -> None:
+    """The runs in ``workers`` spawned processes, reported as each finishes. On Ctrl-C (or any
+    error) the workers are terminated, not awaited: a rerun skips the finished runs and resumes the
+    rest from their checkpoints."""
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+    try:
+        pending = {pool.apply_async(_execute_config, (c, *args)): c for c in todo}
+        while pending:
+            done = [job for job in pending if job.ready()]
+            for job in done:
+                config = pending.pop(job)
+                record = job.get()  # re-raises a worker's error here
+                if progress:
+                    progress(config, record)
+            if not done:
+                next(iter(pending)).wait(0.5)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
 def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, device: str = "cpu",
                 force: bool = False, threads: int = 1, jobs: int = 1, progress=None) -> list[dict]:
     """Every config's record, in order. ``jobs > 1`` runs them in that many spawned processes of
@@ -96,14 +125,7 @@ def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, dev
     for dataset, data in dict.fromkeys((c.dataset, resolved[id(c)].data) for c in todo):
         load_dataset(dataset, data_root, data)  # decode/extract caches once, before workers race for them
     if jobs > 1 and len(todo) > 1:
-
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {id(c): pool.submit(_execute_config, c, out, data_root, device, force, threads) for c in todo}
-            for c in todo:
-                record = futures[id(c)].result()
-                if progress:
-                    progress(c, record)
+        _run_in_pool(todo, min(jobs, len(todo)), (out, data_root, device, force, threads), progress)
     else:
         with fixed_threads(threads):
             for c in todo:

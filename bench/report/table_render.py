@@ -23,9 +23,9 @@ def _fmt_ours(e: Entry, latex: bool = False) -> str:
         unreached = e.n - len(e.reached)
         if not e.reached:
             return f"not reached ({e.n})"
-        text = f"{e.mean:.0f}{pm}{e.std:.0f} ({len(e.reached)})"
+        text = f"{e.mean:.0f} (n=1)" if len(e.reached) == 1 else f"{e.mean:.0f}{pm}{e.std:.0f} ({len(e.reached)})"
         return text + (f", {unreached} not reached" if unreached else "")
-    return f"{e.mean:.2f}{pm}{e.std:.2f} ({e.n})"
+    return f"{e.mean:.2f} (n=1)" if e.n == 1 else f"{e.mean:.2f}{pm}{e.std:.2f} ({e.n})"
 
 
 def _fmt_paper(e: Entry, latex: bool = False) -> str:
@@ -94,6 +94,17 @@ def _display(axis: str, value) -> str:
     return str(value)
 
 
+def _evaluation_used(t: Table, preset) -> str:
+    """The evaluation the records actually ran (epochs and networks per run, read from them: an
+    --eval-set changes both), or the preset's when there are no records yet."""
+    used = {(r["config"]["protocol"]["epochs"], r["config"]["protocol"]["num_models"])
+            for e in t.entries for r in e.records if "protocol" in r.get("config", {})}
+    if not used:
+        return f"evaluation: {preset.eval_epochs or 'protocol'} epochs, {preset.eval_models} network(s) per run"
+    return "evaluation of the records: " + "; ".join(f"{epochs} epochs, {models} network(s) per run"
+                                                     for epochs, models in sorted(used))
+
+
 def caption(t: Table) -> list[str]:
     """Caption lines: the spec's, the preset, each dataset's variant, stand-ins, flags, missing cells."""
 
@@ -101,9 +112,8 @@ def caption(t: Table) -> list[str]:
     preset = SCALE_PRESETS.get(t.scale)
     lines = [spec.caption] if spec.caption else []
     lines.append(f"Cells: {spec.layout.cell}; ours = mean ± std (number of seeds); Δ = ours − paper.")
-    lines.append(f"Scale preset: {t.scale} (evaluation: {preset.eval_epochs or 'protocol'} epochs, "
-                 f"{preset.eval_models} network(s) per run; the methods' {t.scale} iteration budgets). "
-                 f"Only records of this preset are used.")
+    lines.append(f"Scale preset: {t.scale} ({_evaluation_used(t, preset)}; the methods' {t.scale} iteration "
+                 f"budgets). Only records of this preset are used.")
     for d in t.datasets:
         variant = t.variants.get(d)
         shown = dataset_title(d)
@@ -115,6 +125,9 @@ def caption(t: Table) -> list[str]:
         if stand_in != d:
             lines.append(f"Paper column for {shown} shows {dataset_title(stand_in)}'s numbers "
                          f"(no paper numbers exist for {shown}; a reference, not a like-for-like comparison).")
+    if any(e.metric.kind == "iterations_to_reach" for e in t.entries):
+        lines.append("Iterations to reach: the first curve point at or above the reference method's final curve "
+                     "point (both evaluated alike: curve_epochs, curve_models), not its final accuracy.")
     tols = {k: v for k, v in t.tolerance_of.items() if v is not None}
     if tols:
         def rule(v: float) -> str:

@@ -120,22 +120,37 @@ def _paper_row_key(spec: Spec, e: Entry, axes) -> str:
 
 
 def paper_dataset(spec: Spec, dataset: str) -> str:
-    """The dataset whose paper numbers a row shows: itself when the paper has it, else its stand-in
-    (cifar10-jpeg -> cifar10, digits -> mnist) when the spec has that one, else the spec's only
-    dataset (a smoke run of a CIFAR10 table on digits shows CIFAR10's numbers, and says so)."""
+    """The dataset whose paper numbers a row shows: itself, or the one dataset it re-encodes
+    (cifar10-jpeg -> cifar10, said in the caption). Never another dataset: the built-in digits get
+    no paper column, since MNIST's numbers say nothing about 8x8 images."""
     with_numbers = {k.split("|")[0] for k in spec.paper}
-    if dataset in with_numbers:
-        return dataset
-    if paper_stand_in(dataset) in with_numbers:
+    if dataset not in with_numbers and paper_stand_in(dataset) in with_numbers:
         return paper_stand_in(dataset)
-    if len(spec.grid.datasets) == 1 and spec.grid.datasets[0] in with_numbers:
-        return spec.grid.datasets[0]
     return dataset
 
 
 def _accuracy(rec: dict, eval_model: str) -> float | None:
     per_model = rec.get("accuracy", {}).get("per_model", {})
     return per_model[eval_model]["mean"] if eval_model in per_model else None
+
+
+def _curve_epochs(records: list[dict]) -> set:
+    return {p.get("epochs") for r in records for p in r.get("metrics", {}).get("curve", [])}
+
+
+def _curve_target(ref: Entry | None, e: Entry) -> tuple[float | None, str]:
+    """The accuracy a method must reach: the reference's final *curve* point (mean over its seeds),
+    evaluated like every curve point (curve_epochs, curve_models), never its final accuracy, which a
+    longer evaluation measures. (target, "") or (None, why not)."""
+    if ref is None or not ref.records:
+        return None, f"no records of {e.metric.reference} to reach"
+    curves = [r.get("metrics", {}).get("curve") for r in ref.records]
+    if not all(curves) or not any(r.get("metrics", {}).get("curve") for r in e.records):
+        return None, "records hold no accuracy-vs-iteration curve (metrics.curve)"
+    if _curve_epochs(ref.records) != _curve_epochs(e.records) or len(_curve_epochs(e.records)) != 1:
+        return None, (f"curve points evaluated with different epochs ({sorted(map(str, _curve_epochs(e.records)))} "
+                      f"vs {e.metric.reference}'s {sorted(map(str, _curve_epochs(ref.records)))}): not comparable")
+    return statistics.fmean(max(c, key=lambda p: p["iteration"])["accuracy"] for c in curves), ""
 
 
 def _iterations_to_reach(rec: dict, target: float) -> float | None:
@@ -199,12 +214,11 @@ def build_table(collected) -> Table:
         if e.status == "ok" and e.metric.kind == "iterations_to_reach":
             ref = next((r for r in entries if r.method_key == e.metric.reference and r.metric.kind == "accuracy"
                         and (r.dataset, r.ipc, r.model, r.eval_model, r.pset) == (e.dataset, e.ipc, e.model, e.eval_model, e.pset)), None)
-            if ref is None or ref.mean is None:
-                e.status, e.note = "missing", f"no final accuracy of {e.metric.reference} to reach"
-            elif not any(r.get("metrics", {}).get("curve") for r in e.records):
-                e.status, e.note = "missing", "records hold no accuracy-vs-iteration curve (metrics.curve)"
+            target, why = _curve_target(ref, e)
+            if target is None:
+                e.status, e.note = "missing", why
             else:
-                e.values = [_iterations_to_reach(r, ref.mean) for r in e.records]
+                e.values = [_iterations_to_reach(r, target) for r in e.records]
     for e in entries:
         row, col = _paper_row_key(spec, e, layout.rows), _paper_row_key(spec, e, layout.columns)
         e.paper = spec.paper_value(row, col)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -45,10 +47,18 @@ class PhaseTimer:
 
 
 class Checkpointer:
-    """Saves the distillation state every ``every`` iterations; ``every=0`` disables it."""
+    """Saves the distillation state every ``every`` iterations; ``every=0`` disables it.
+
+    Two generations are kept: ``checkpoint.pt`` and the one before it, ``checkpoint.prev.pt``.
+    Each is written atomically, so a kill leaves whole files; a file damaged on disk anyway (a
+    truncation, a full disk elsewhere) is moved aside with one warning line and the run resumes from
+    the other generation, or from the start when neither loads."""
+
+    KEYS = ("iteration", "method_state", "rng", "run_id")
 
     def __init__(self, path: Path, every: int):
         self.path = path
+        self.previous = path.with_name(f"{path.stem}.prev{path.suffix}")
         self.every = every
         self.resumed_from: int | None = None
 
@@ -56,15 +66,40 @@ class Checkpointer:
         return self.every > 0 and iteration % self.every == 0
 
     def save(self, payload: dict) -> None:
+        if self.path.exists():
+            os.replace(self.path, self.previous)
         atomic_torch_save(payload, self.path)
 
+    def exists(self) -> bool:
+        return self.path.exists() or self.previous.exists()
+
     def load(self) -> dict | None:
-        if not self.path.exists():
+        for path in (self.path, self.previous):
+            payload = self._read(path)
+            if payload is not None:
+                return payload
+        return None
+
+    def _read(self, path: Path) -> dict | None:
+        if not path.exists():
             return None
-        return torch.load(self.path, weights_only=False, map_location="cpu")
+        try:
+            payload = torch.load(path, weights_only=False, map_location="cpu")
+            missing = [k for k in self.KEYS if k not in payload] if isinstance(payload, dict) else list(self.KEYS)
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            return payload
+        except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+            aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
+            os.replace(path, aside)
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+            print(f"warning: damaged checkpoint {path} ({type(exc).__name__}: {first}) moved aside to {aside.name}",
+                  file=sys.stderr, flush=True)
+            return None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.previous.unlink(missing_ok=True)
 
 
 @dataclass
@@ -135,7 +170,7 @@ class RunContext:
         value = float(loss)
         if not math.isfinite(value) or not torch.isfinite(images).all():
             where = "matching loss" if not math.isfinite(value) else "synthetic images"
-            kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.path.exists() else "no checkpoint yet"
+            kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.exists() else "no checkpoint yet"
             raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
 
     # ---------------------------------------------------------------- checkpoints

@@ -53,6 +53,20 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
     version = code_version()  # before the run: the code this process loaded (cached)
     dev = pick_device(device)
     dataset = load_dataset(resolved.config.dataset, data_root, resolved.data).to(dev)
+    with store.running(run_id):
+        record, synset, ctx = _distil(resolved, dataset, dev, store, version, checkpoint_every)
+        if synset is not None:
+            store.save_synset(run_id, synset)
+            record["synset_file"] = "synset.pt"
+        store.write_record(record)  # the commit point: written last, atomically
+        ctx.checkpointer.remove()
+    return record, True
+
+
+def _distil(resolved: ResolvedRun, dataset, dev: torch.device, store: RunStore, version: dict,
+            checkpoint_every: int | None):
+    """Run the task and build its record (not yet written)."""
+    run_id = resolved.run_id
     started = datetime.now(timezone.utc)
     seed_everything(resolved.config.seed)
     every = checkpoint_every if checkpoint_every is not None else getattr(resolved.params, "checkpoint_every", 0)
@@ -80,12 +94,7 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
         "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     record["timings"] = {**record["timings"], "phases": ctx.timer.seconds}
-    if synset is not None:
-        store.save_synset(run_id, synset)
-        record["synset_file"] = "synset.pt"
-    store.write_record(record)  # the commit point: written last, atomically
-    ctx.checkpointer.remove()
-    return record, True
+    return record, synset, ctx
 
 
 def _peak_memory_mb(dev: torch.device) -> float:

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -90,6 +91,16 @@ def check_writable(out: Path) -> None:
         raise BenchError(f"output folder {out} cannot be written ({exc.strerror or exc})") from None
 
 
+def _process_start(pid) -> str | None:
+    """The start time of a process (field 22 of /proc/<pid>/stat): a pid and this identify it, where
+    a pid alone may have been reused."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError, TypeError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 class RunStore:
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -129,6 +140,40 @@ class RunStore:
                   "its run will be redone", file=sys.stderr)
             return None
 
+    # ---------------------------------------------------------------- runs in progress
+    def running_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "running.json"
+
+    @contextmanager
+    def running(self, run_id: str):
+        """Marks the run as in progress (pid, its start time, host) while the block runs, so
+        ``bench status`` can tell a running cell from a missing one whatever launched it."""
+        path = self.running_path(run_id)
+        atomic_write_text(path, json.dumps({"pid": os.getpid(), "pid_started": _process_start(os.getpid()),
+                                            "host": platform.node(), "since": datetime.now(timezone.utc).isoformat(
+                                                timespec="seconds")}))
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # only when empty: a failed run leaves no folder behind
+            except OSError:
+                pass
+
+    def running_info(self, run_id: str) -> dict | None:
+        """The marker of a run in progress with ``alive``: True when its process still runs on this
+        host, False when it ended without finishing (killed), None when it runs on another host."""
+        try:
+            info = json.loads(self.running_path(run_id).read_text())
+        except (OSError, ValueError):
+            return None
+        if info.get("host") != platform.node():
+            info["alive"] = None
+        else:
+            info["alive"] = info.get("pid_started") is not None and _process_start(info.get("pid")) == info["pid_started"]
+        return info
+
     def save_synset(self, run_id: str, synset) -> Path:
         path = self.run_dir(run_id) / "synset.pt"
         atomic_torch_save(synset.state(), path)
@@ -156,5 +201,6 @@ class RunStore:
                     "scale": cfg["scale"], "data_variant": rec.get("data_variant", ""), "model": cfg["model"],
                     "eval_model": model, "accuracy": acc["mean"], "accuracy_std": acc["std"],
                     "test_selected_best": acc.get("test_selected_best_mean"), "n_models": len(acc["last"]),
+                    "at_chance": bool(acc.get("at_chance", False)),
                 })
         return pd.DataFrame(rows)

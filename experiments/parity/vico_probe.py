@@ -118,6 +118,18 @@ def init_weights():
     return {name: stats(p) for name, p in net().named_parameters()}
 
 
+def in_float64(fn):
+    """The same probe with float64 as the default dtype (weights, inputs, arithmetic): float32 sums
+    differ between CPUs (AVX2 vs AVX-512 kernels reorder them), float64 ones agree to ~1e-12, so
+    these are the values CI compares tightly on any machine."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return fn()
+    finally:
+        torch.set_default_dtype(before)
+
+
 out = {
     "provenance": {"repository": "VICO-UoE/DatasetCondensation", "commit": COMMIT,
                    "files": "utils.py (match_loss, distance_wb, evaluate_synset, epoch), networks.py (ConvNet), "
@@ -128,6 +140,10 @@ out = {
     "shapes": {"channels": C, "size": H, "classes": K, "ipc": IPC, "batch_real": B, "weights_seed": 0,
                "real_seed": 1, "syn_seed": 2, "real": "torch.randn(K, B, C, H, H)", "syn": "torch.randn(K*IPC, C, H, H)"},
     "init_weights": init_weights(), "dc_ours_step": dc_step(), "dm_step": dm_step(), "eval_schedule": eval_schedule(),
+    "float64": {"init_weights": in_float64(init_weights), "dc_ours_step": in_float64(dc_step),
+                "dm_step": in_float64(dm_step)},
 }
+out["provenance"]["cpu"] = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                 if line.startswith("model name")), "unknown")
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 print(json.dumps({k: out[k] for k in ("dc_ours_step", "dm_step", "eval_schedule")}, indent=0)[:2500])

@@ -31,6 +31,23 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+# float32: loss, norms and slices to rtol 1e-5. The plain sum of a gradient (terms of both signs) is
+# compared only in float64: in float32 it moves by 5e-4 between CPUs (measured: 27.338 on the
+# machine that first recorded it, 27.325 on an AMD EPYC, where the authors' code and ours agree
+# bit for bit). float64: weights, inputs and arithmetic in double, everything to rtol 1e-9.
+PRECISIONS = {"float32": (torch.float32, GOLDEN, 1e-5, False),
+              "float64": (torch.float64, GOLDEN["float64"], 1e-9, True)}
+
+
+@pytest.fixture(params=list(PRECISIONS))
+def precision(request):
+    dtype, golden, rtol, with_sum = PRECISIONS[request.param]
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # the probe builds weights and inputs under the same default
+    yield SimpleNamespace(golden=golden, rtol=rtol, with_sum=with_sum)
+    torch.set_default_dtype(before)
+
+
 def _net():
     spec = DATASETS.get("mnist")
     shape = SimpleNamespace(spec=spec, channels=C, size=H, num_classes=K, name="mnist", resnet_branch=spec.resnet_branch)
@@ -50,36 +67,37 @@ def _stats(t):
     return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
 
 
-def _close(ours: dict, theirs: dict, rtol: float = 1e-5, atol: float = 1e-6):
-    assert ours["norm"] == pytest.approx(theirs["norm"], rel=rtol, abs=atol)
-    assert ours["sum"] == pytest.approx(theirs["sum"], rel=1e-4, abs=1e-4)  # a sum of +- terms: looser
-    assert ours["slice"] == pytest.approx(theirs["slice"], rel=rtol, abs=atol)
+def _close(ours: dict, theirs: dict, p: SimpleNamespace):
+    assert ours["norm"] == pytest.approx(theirs["norm"], rel=p.rtol, abs=p.rtol / 10)
+    assert ours["slice"] == pytest.approx(theirs["slice"], rel=p.rtol, abs=p.rtol / 10)
+    if p.with_sum:
+        assert ours["sum"] == pytest.approx(theirs["sum"], rel=p.rtol, abs=p.rtol * theirs["norm"])
 
 
-def test_network_weights_from_a_seed_are_the_authors():
+def test_network_weights_from_a_seed_are_the_authors(precision):
     ours = {name: _stats(p) for name, p in _net().named_parameters()}
-    assert list(ours) == list(GOLDEN["init_weights"])
-    for name, theirs in GOLDEN["init_weights"].items():
-        _close(ours[name], theirs, rtol=1e-6, atol=1e-7)
+    assert list(ours) == list(precision.golden["init_weights"])
+    for name, theirs in precision.golden["init_weights"].items():
+        _close(ours[name], theirs, precision)
 
 
-def test_dc_ours_distance_and_one_image_step():
+def test_dc_ours_distance_and_one_image_step(precision):
     real, syn = _inputs()
     net = _net()
     images = syn.clone().requires_grad_(True)
     opt = torch.optim.SGD([images], lr=0.1, momentum=0.5)  # DC's optimizer_img
     loss = per_class_matching_loss(net, real, images.view(K, IPC, C, H, H), None, None, "ours")
-    golden = GOLDEN["dc_ours_step"]
-    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=1e-5)
+    golden = precision.golden["dc_ours_step"]
+    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
     opt.zero_grad()
     loss.backward()
-    _close(_stats(images.grad), golden["grad"])
+    _close(_stats(images.grad), golden["grad"], precision)
     opt.step()
-    _close(_stats(images), golden["images_after_step"])
+    _close(_stats(images), golden["images_after_step"], precision)
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_dm_loss_and_one_image_step(batched):
+def test_dm_loss_and_one_image_step(precision, batched):
     real, syn = _inputs()
     net = _net()
     net.train()
@@ -88,13 +106,13 @@ def test_dm_loss_and_one_image_step(batched):
     images = syn.clone().requires_grad_(True)
     opt = torch.optim.SGD([images], lr=1.0, momentum=0.5)  # DM's optimizer_img
     loss = dm_loss(net.embed, real, images.view(K, IPC, C, H, H), batched)
-    golden = GOLDEN["dm_step"]
-    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=1e-5)
+    golden = precision.golden["dm_step"]
+    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
     opt.zero_grad()
     loss.backward()
-    _close(_stats(images.grad), golden["grad"])
+    _close(_stats(images.grad), golden["grad"], precision)
     opt.step()
-    _close(_stats(images), golden["images_after_step"])
+    _close(_stats(images), golden["images_after_step"], precision)
 
 
 @pytest.mark.xfail(strict=True, reason="known divergence, not fixed yet: the authors' evaluate_synset drops the lr "
