@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from bench.data.datasets import load_dataset
@@ -9,6 +10,7 @@ from bench.data.synset import SyntheticSet
 from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
 
 
+@pytest.mark.slow
 def test_test_images_are_normalised_like_the_training_images():
     """With exaggerated statistics (mean 0.9, std 0.05) a network trained on normalised images
     sees values in [-18, 2]: it scores well only if the test images are normalised the same way

@@ -192,6 +192,7 @@ _SHORT = (("iterations", 1), ("inner_loop", 2), ("curve_points", 0), ("checkpoin
 _EVAL = (("epochs", 50), ("num_models", 1))
 
 
+@pytest.mark.slow
 def test_idc_ipc1_beats_random_ipc1_on_mnist_under_the_idc_protocol(data_root, tmp_path):
     """IDC (a short budget) vs Random at IPC 1, both evaluated with the idc protocol, 2 seeds."""
     data = DataOptions(max_train_per_class=500, max_test_per_class=100)

@@ -58,6 +58,7 @@ def _wait_for(predicate, timeout: float, proc=None):
     return False
 
 
+@pytest.mark.slow
 def test_status_shows_a_run_in_progress_and_an_interrupted_one(tmp_path):
     out = tmp_path / "results"
     args = ["--method", "dm", "--ipc", "2", *SMOKE, "--set", "iterations=400", "--set", "checkpoint_every=2",
@@ -78,6 +79,7 @@ def test_status_shows_a_run_in_progress_and_an_interrupted_one(tmp_path):
     assert "0 running" in status.stdout and "1 missing" in status.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_inside_a_synthesis_grid(tmp_path):
     """Three kills at random moments (seeded), the last one after a checkpoint exists; then a rerun:
     every record written before a kill is intact and untouched, the grid completes, and a killed
@@ -150,6 +152,7 @@ def test_a_result_at_chance_is_flagged_in_the_record_and_in_results(tmp_path, ca
     assert "! at chance: the run's accuracy is at most 1.5x chance" in shown
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_bench_verify_and_its_workers_within_seconds(tmp_path):
     expected = tmp_path / "expected.toml"
     expected.write_text('[defaults]\ndataset = "digits"\nipc = 2\nscale = "smoke"\nseeds = "0-1"\n'

@@ -143,6 +143,7 @@ def slurm_out(tmp_path, slurm_cluster):
 
 
 # ------------------------------------------------------------------------------------ SLURM
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_grid_as_one_job_array_equals_in_process(slurm_out, tmp_path):
     """6 cells (random and herding x IPC 1, 5, 10 on digits, smoke) submitted as ONE job array
@@ -173,6 +174,7 @@ def test_grid_as_one_job_array_equals_in_process(slurm_out, tmp_path):
     assert again.returncode == 0 and "nothing to run: 6 done" in again.stdout, again.stdout + again.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_killed_task_is_reported_failed_and_only_it_reruns(slurm_out):
     """SIGKILL one task mid-run (as the OOM killer would): `bench status` says failed within a
@@ -234,6 +236,7 @@ def _checkpointing_method() -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_preempted_distillation_is_requeued_and_resumes_to_the_same_synset(slurm_out, tmp_path):
     method = _checkpointing_method()

@@ -114,6 +114,7 @@ def test_console_script_exit_code_and_single_line():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_no_partial_record_and_rerun_completes_only_missing(tmp_path):
     out = tmp_path / "store"
     args = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--ipc", "10", "--seeds", "0-3",

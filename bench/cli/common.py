@@ -14,6 +14,7 @@ from bench.cli.parsing import check_subset_options, int_list, split_list  # noqa
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.data.datasets import DataOptions
+from bench.dream.compose import method_and_dream
 from bench.report.aggregate import mean_spread
 from bench.run.config import SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
 from bench.run.runner import validate
@@ -32,7 +33,8 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 def add_run_selection(p: argparse.ArgumentParser) -> None:
     """Arguments that describe a set of runs (shared with status-like commands)."""
-    p.add_argument("--method", help="method name(s), comma separated (see `bench list`)")
+    p.add_argument("--method", help="method name(s), comma separated (see `bench list`); NAME+dream composes "
+                                    "DREAM with it, so `--method dm,dm+dream` runs both")
     p.add_argument("--dataset", help="dataset name(s), comma separated")
     p.add_argument("--ipc", help="images per class, comma separated")
     p.add_argument("--seeds", help="seeds: 0-4, 0,2,5 or 3 (default 0; with --table/--fig: the spec's)")
@@ -71,13 +73,14 @@ def configs_from_args(args) -> list:
             max_test_per_class=args.max_test_per_class or base.max_test_per_class,
         )
     configs = []
-    for method in methods:
+    for name in methods:
+        method, dream = method_and_dream(name, args.dream)
         for dataset in datasets:
             for ipc in ipcs:
                 for seed in seeds:
                     configs.append(RunConfig(
                         method=method, dataset=dataset, ipc=ipc, seed=seed, model=args.model,
-                        eval_models=tuple(split_list(args.eval_models)), scale=args.scale, dream=args.dream,
+                        eval_models=tuple(split_list(args.eval_models)), scale=args.scale, dream=dream,
                         sampler=args.sampler, initialiser=args.initialiser, params=parse_overrides(args.params, "--set"),
                         eval=parse_overrides(args.eval, "--eval-set"), data=data,
                     ))

@@ -56,7 +56,34 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def print_plan(resolved: list, out: Path) -> None:
+    """Before a grid starts: its scale, what that means, and a cost estimate from the store's own
+    earlier runs of the same method, dataset, IPC and scale (the only numbers measured here)."""
+    store = RunStore(out)
+    todo = [r for r in resolved if not store.has_record(r.run_id)]
+    scales = sorted({r.config.scale for r in resolved})
+    evals = sorted({(r.protocol.epochs, r.protocol.num_models) for r in todo})
+    what = "; ".join(f"evaluation {e} epochs x {m} network(s)" for e, m in evals)
+    print(f"{len(resolved)} run(s) at scale {', '.join(scales)}: {len(todo)} to run, {len(resolved) - len(todo)} done"
+          + (f" ({what})" if what else ""), flush=True)
+    seconds: dict[tuple, list[float]] = {}
+    for rec in store.records():
+        cfg = rec["config"]
+        seconds.setdefault((cfg["label"], cfg["dataset"], cfg["ipc"], cfg["scale"]), []).append(rec["timings"]["total_s"])
+    known = [statistics.fmean(seconds[k]) for k in ((r.label, r.config.dataset, r.config.ipc, r.config.scale)
+                                                    for r in todo) if k in seconds]
+    if todo and known:
+        guess = statistics.fmean(known) * len(todo)
+        print(f"estimated {_duration(guess)} from {len(known)} of them measured in {out} before"
+              + ("" if len(known) == len(todo) else " (the rest assumed alike)"), flush=True)
+    elif todo and "paper" in scales:
+        print("scale paper is the authors' full budget: hours per synthesis run on a CPU (DC, MNIST, IPC 1: about "
+              "4 h a seed on 2 cores); --scale smoke or reduced for a quick look", flush=True)
 
 
 @command("run", "run methods on datasets (skips runs whose record exists)", _run_args)
@@ -81,6 +108,7 @@ def cmd_run(args) -> int:
             print()
             print_summary(records)
         return status
+    print_plan(resolved, args.out)
     records, spent = [], []
     for i, r in enumerate(resolved, 1):
         print(f"[{i}/{len(resolved)}] {r.label} {r.config.dataset} ipc={r.config.ipc} seed={r.config.seed} "

@@ -35,6 +35,17 @@ def switches(matches_real: bool, dream: bool, sampler: str | None, initialiser: 
     return sampler, initialiser
 
 
+DREAM_SUFFIX = "+dream"
+
+
+def method_and_dream(name: str, dream: bool = False) -> tuple[str, bool]:
+    """``dm+dream`` in a method list is ``dm`` with ``--dream`` (the label tables print), so one
+    command can run a method beside its DREAM variant."""
+    if name.endswith(DREAM_SUFFIX) and len(name) > len(DREAM_SUFFIX):
+        return name[: -len(DREAM_SUFFIX)], True
+    return name, dream
+
+
 def label(method: str, matches_real: bool, sampler: str | None, initialiser: str) -> str:
     """How tables name a run: ``idc``, ``idc+dream``, and Table 3's halves ``idc+rm`` / ``idc+init``;
     on a coreset the cluster initialiser is ``random+dream`` (the k-means-centre coreset)."""

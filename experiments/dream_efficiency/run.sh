@@ -7,6 +7,9 @@
 set -euo pipefail
 method=$1 seed=$2
 export BENCH_DATA_ROOT="${BENCH_DATA_ROOT:-../shared/data}" BENCH_PROGRESS=0 OMP_NUM_THREADS=1
+# the project's virtual environment when there is one, else whatever `bench` is on PATH
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+bench() { if [ -x "$repo/.venv/bin/bench" ]; then "$repo/.venv/bin/bench" "$@"; else command bench "$@"; fi; }
 out="${OUT:-results-dream}/$method"
 common=(--dataset mnist --ipc 1 --seeds "$seed" --classes 5 --max-train-per-class 200 --max-test-per-class 100
         --scale smoke --set curve_points=8 --set curve_epochs=50 --set checkpoint_every=0

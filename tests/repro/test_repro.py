@@ -9,6 +9,7 @@ so a failure names the claim that broke."""
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 
 import pytest
@@ -22,9 +23,22 @@ VALUE_CHECKS = [c.id for c in EXPECTATIONS.cells if c.expected is not None]
 
 
 @pytest.fixture(scope="module")
-def suite(data_root, cifar_jpeg_root, tmp_path_factory):
-    # one single-threaded process per core, as `bench verify` does (the results do not depend on it)
-    rows, results = verify(EXPECTATIONS, tmp_path_factory.mktemp("repro"), data_root, jobs=os.cpu_count() or 1)
+def suite(data_root, cifar_jpeg_root, tmp_path_factory, pytestconfig):
+    # one single-threaded process per core, as `bench verify` does (the results do not depend on it);
+    # each finished run is reported on the terminal at once (pytest would hold it until the end)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    total = sum(len(c.seeds) for c in EXPECTATIONS.cells)
+    done, start = [], time.perf_counter()
+
+    def progress(config, record):
+        done.append(record)
+        if reporter is not None:
+            reporter.write_line(f"repro [{len(done)}/{total}] {record['config']['label']} {config.dataset} "
+                                f"seed {config.seed}: {record['accuracy']['mean']:.2f} % "
+                                f"({time.perf_counter() - start:.0f} s so far)")
+
+    rows, results = verify(EXPECTATIONS, tmp_path_factory.mktemp("repro"), data_root, jobs=os.cpu_count() or 1,
+                           progress=progress)
     return {r.check: r for r in rows}, results
 
 
@@ -39,18 +53,21 @@ def test_every_cell_is_measured_with_provenance():
         assert set(cell.seeds) <= seeds and len(seeds) >= 3, f"{cell.id}: spread needs 3+ seeds, has {seeds}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", VALUE_CHECKS)
 def test_cell_within_tolerance(suite, check):
     row = suite[0][check]
     assert row.passed, f"{check}: measured {row.measured}, expected {row.expected} ({row.detail})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", [o.name for o in EXPECTATIONS.orders if not o.known_failure])
 def test_paper_ordering(suite, check):
     row = suite[0][check]
     assert row.passed, f"{check}: {row.measured} (needs {row.expected}; {row.detail})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", [o.name for o in EXPECTATIONS.orders if o.known_failure])
 def test_known_failure_still_fails(suite, check):
     """A claim measured not to hold at this budget stays reported; if it starts to hold, the
