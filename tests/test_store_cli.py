@@ -139,3 +139,19 @@ def test_sigkill_mid_run_leaves_no_partial_record_and_rerun_completes_only_missi
     assert len(list(out.glob("runs/*/record.json"))) == 4
     for path in records:  # finished records were not rewritten
         assert path.parent.name in finished
+
+
+def test_a_method_list_can_name_dream_variants_and_the_plan_line_estimates_cost(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--method", "random,dm+dream", "--ipc", "1", *SMOKE, "--dry-run", "--out", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert " random " in listed and " dm+dream " in listed
+    run = ["run", "--method", "random", "--ipc", "1", *SMOKE, "--eval-set", "epochs=2", "--out", str(out)]
+    assert main([*run, "--seeds", "0"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("1 run(s) at scale smoke: 1 to run, 0 done (evaluation 2 epochs x 1 network(s))")
+    assert "estimated" not in first  # nothing measured yet to estimate from
+    assert main([*run, "--seeds", "0-2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "3 run(s) at scale smoke: 2 to run, 1 done (evaluation 2 epochs x 1 network(s))"
+    assert lines[1].startswith("estimated ") and lines[1].endswith(f"from 2 of them measured in {out} before")

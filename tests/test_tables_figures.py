@@ -369,3 +369,26 @@ def test_report_collects_tables_and_figures(store, tmp_path):
     assert "## Tables" in text and "## Figures" in text
     assert "Table 1" in text and "fig4d" in text and ".png)" in text
     assert "Not generated yet" in text
+
+
+def test_time_to_target_compares_curve_points_with_curve_points():
+    """Table 3's iteration column: the target is the reference's last curve point (evaluated like
+    every curve point), not its final accuracy, which a longer evaluation measured."""
+    from bench.grid.specs import Metric
+    from bench.report.tables import Entry, _curve_target, _iterations_to_reach
+
+    def rec(points, epochs=50, final=99.0):
+        return {"accuracy": {"mean": final}, "metrics": {"curve": [{"iteration": i, "accuracy": a, "epochs": epochs}
+                                                                  for i, a in points]}}
+
+    metric = Metric(key="iters", kind="iterations_to_reach", reference="DC")
+    ref = Entry("DC", "mnist", 1, "convnet3", "convnet3", (), metric, "ok",
+                records=[rec([(0, 20.0), (40, 80.0)]), rec([(0, 22.0), (40, 84.0)])])
+    fast = Entry("DC+DREAM", "mnist", 1, "convnet3", "convnet3", (), metric, "ok",
+                 records=[rec([(0, 70.0), (5, 83.0), (10, 90.0)])])
+    target, why = _curve_target(ref, fast)
+    assert target == 82.0 and why == ""  # mean of 80 and 84, never the final 99
+    assert _iterations_to_reach(fast.records[0], target) == 5.0
+    fast.records = [rec([(0, 70.0), (5, 83.0)], epochs=10)]
+    target, why = _curve_target(ref, fast)
+    assert target is None and "different epochs" in why

@@ -64,7 +64,7 @@ class Metric:
     key: str
     kind: str = "accuracy"  # accuracy | iterations_to_reach
     label: str = ""
-    reference: str | None = None  # iterations_to_reach: the method key whose final accuracy is the target
+    reference: str | None = None  # iterations_to_reach: the method key whose last curve point is the target
     tolerance: float | None = None
 
 

@@ -228,7 +228,9 @@ def order_row(order: OrderCheck, results: dict[str, CellResult]) -> CheckRow:
                         "both cells need curve_points > 0")
     eff = efficiency(base, fast)
     first, last = eff["first_iteration"], eff["base_final_iteration"]
-    measured = f"reaches {eff['target']:.2f} at it {first}" if first is not None else f"never reaches {eff['target']:.2f}"
+    # like with like: the target is the baseline's last *curve* point, evaluated as every curve point
+    measured = (f"reaches {eff['target']:.2f} (its last curve point) at it {first}" if first is not None
+                else f"never reaches {eff['target']:.2f} (its last curve point)")
     ratio = eff["ratio"]
     detail = f"{order.claim} (ratio {ratio:.1f}x)" if ratio not in (None, float('inf')) else order.claim
     return CheckRow(order.name, "faster", measured, f"before it {last}", first is not None and first < last, detail)
