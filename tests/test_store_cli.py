@@ -2,12 +2,10 @@
 the same seed repeats exactly on CPU, and bad input is one line, exit 2, nothing written."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch

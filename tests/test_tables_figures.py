@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import statistics
-from contextlib import redirect_stdout
 from dataclasses import replace
 from types import SimpleNamespace
 

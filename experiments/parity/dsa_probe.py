@@ -1,9 +1,16 @@
 """DSA scale and rotate under the same parameters: the authors' rand_scale / rand_rotate against ours
 (VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py)."""
-import os, sys
+import os
+import sys
+
 sys.path.insert(0, os.environ.get("VICO_REPO", "../authors/DatasetCondensation"))
-import math, torch, utils
+import math
+
+import torch
+import utils
+
 from bench.nets.augment import DiffAugment
+
 torch.set_num_threads(1)
 torch.manual_seed(3); x = torch.rand(4, 3, 32, 32)
 p = utils.ParamDiffAug(); p.Siamese = False; p.latestseed = 7
@@ -15,6 +22,7 @@ u = torch.stack([(sx - 1/r) / (r - 1/r), (sy - 1/r) / (r - 1/r)], 1)
 o = ours._scale(x, u)
 print("scale max|diff|", float((t - o).abs().max()))
 import torch.nn.functional as F
+
 th = torch.zeros(4, 2, 3); th[:, 0, 0] = sx; th[:, 1, 1] = sy
 o2 = F.grid_sample(x, F.affine_grid(th, list(x.shape), align_corners=False), align_corners=False)
 print("scale with align_corners=False max|diff|", float((t - o2).abs().max()))

@@ -3,12 +3,18 @@
 Inputs are made from seeds both sides reproduce: network weights = torch.manual_seed(W) then the
 authors' ConvNet(channel, classes, 128, 3, relu, instancenorm, avgpooling, im_size); real and
 synthetic images = torch.manual_seed(S); torch.randn(shape). Writes JSON to argv[1]."""
-import json, os, sys, types, subprocess
+import json
+import os
+import subprocess
+import sys
+import types
+
 AUTHORS = os.environ.get("VICO_REPO", "../authors/DatasetCondensation")  # an export of the authors' repository
 sys.path.insert(0, AUTHORS)
-import torch, torch.nn as nn
-import networks, utils
-
+import networks
+import torch
+import torch.nn as nn
+import utils
 
 COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
                         capture_output=True, text=True).stdout.strip()
