@@ -1,0 +1,133 @@
+"""Golden step values from the authors' IDC code (snu-mllab/Efficient-Dataset-Condensation), run
+outside DREAM-bench on an export of their repository. Writes JSON to argv[1].
+
+Patches to the export (CPU only, maths untouched), made with sed before running:
+  device='cuda' -> device='cpu' and .cuda() -> .cpu() in every .py file;
+and, in this script, an empty `efficientnet_pytorch` module (train.py imports it at the top; the
+EfficientNet branch is never used here).
+
+Inputs from seeds both sides reproduce: network weights = torch.manual_seed(0) then the authors'
+ConvNet(K, net_norm='instance', net_depth=3, net_width=128, channel=1, im_size=(28, 28)); real images
+torch.manual_seed(1); torch.randn(B, C, H, W); synthetic images (in [0, 1], one class)
+torch.manual_seed(2); torch.rand(IPC, C, H, W). Each probe runs in float32 and in float64."""
+import json
+import os
+import subprocess
+import sys
+import types
+
+AUTHORS = os.environ.get("IDC_REPO", "../authors/IDC")
+sys.path.insert(0, AUTHORS)
+sys.modules["efficientnet_pytorch"] = types.SimpleNamespace(EfficientNet=None)  # unused import of train.py
+import condense  # noqa: E402
+import torch  # noqa: E402
+from models import convnet as CN  # noqa: E402
+
+COMMIT = os.environ.get("IDC_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
+                                                       capture_output=True, text=True).stdout.strip()
+torch.set_num_threads(1)
+K, C, H, IPC, B, FACTOR, CLS = 10, 1, 28, 2, 8, 2, 1  # 10 classes: train_epoch reports top-5
+
+
+def stats(t):
+    t = t.detach().double()
+    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
+
+
+def net():
+    torch.manual_seed(0)
+    return CN.ConvNet(K, net_norm="instance", net_depth=3, net_width=128, channel=1, im_size=(H, H))
+
+
+def inputs():
+    torch.manual_seed(1)
+    real = torch.randn(B, C, H, H)
+    torch.manual_seed(2)
+    return real, torch.rand(IPC, C, H, H)
+
+
+def synthesizer():
+    args = types.SimpleNamespace(ipc=IPC, factor=FACTOR, decode_type="single")
+    return condense.Synthesizer(args, K, C, H, H, device="cpu")
+
+
+def decode():
+    _, syn = inputs()
+    data, target = synthesizer().decode_zoom(syn, torch.full((IPC,), CLS), FACTOR)
+    return {"images": stats(data), "shape": list(data.shape), "targets": target.tolist(),
+            "per_image_sums": data.double().flatten(1).sum(1).tolist()}
+
+
+def match_step(metric):
+    """condense.py's inner matching for one class: decode, matchloss (match='grad', conv weights
+    only: bias=False, fc=False), one optim_img step (SGD lr 0.01, momentum 0.5). No augmentation."""
+    real, syn = inputs()
+    model = net()
+    model.train()
+    base = syn.clone().requires_grad_(True)
+    opt = torch.optim.SGD([base], lr=0.01, momentum=0.5)
+    img_syn, lab_syn = synthesizer().decode_zoom(base, torch.full((IPC,), CLS), FACTOR)
+    args = types.SimpleNamespace(match="grad", metric=metric, bias=False, fc=False)
+    loss = condense.matchloss(args, real, img_syn, torch.full((B,), CLS), lab_syn, model)
+    opt.zero_grad()
+    loss.backward()
+    grad = base.grad.clone()
+    opt.step()
+    return {"loss": float(loss), "grad": stats(grad), "images_after_step": stats(base)}
+
+
+def network_step():
+    """train.py's train_epoch for one batch without CutMix (mix_p 0): CE, SGD(lr 0.01, momentum 0.9,
+    weight decay 5e-4), one step; the loss and the weights after it."""
+    real, _ = inputs()
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
+    args = types.SimpleNamespace(mix_p=0.0, beta=1.0, nclass=K, print_freq=10**9, verbose=False, epoch_print_freq=1)
+
+    class OneBatch(list):  # what train_epoch reads of its loader: iteration and .device
+        device = "cpu"
+
+    import train  # noqa: E402 (needs the path and the stub above)
+    train.train_epoch(args, OneBatch([(real.clone(), torch.arange(B) % K)]), model, torch.nn.CrossEntropyLoss(), opt,
+                      mixup="cut")
+    out = model(real)
+    return {"weights_after_step": {n: stats(p) for n, p in model.named_parameters()},
+            "logits_after_step": stats(out)}
+
+
+def init_weights():
+    return {name: stats(p) for name, p in net().named_parameters()}
+
+
+def in_float64(fn):
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return fn()
+    finally:
+        torch.set_default_dtype(before)
+
+
+def probes():
+    return {"init_weights": init_weights(), "decode": decode(), "match_l1": match_step("l1"),
+            "match_mse": match_step("mse"), "network_step": network_step()}
+
+
+out = {
+    "provenance": {"repository": "snu-mllab/Efficient-Dataset-Condensation", "commit": COMMIT,
+                   "files": "condense.py (Synthesizer.decode_zoom, matchloss, dist), models/convnet.py (ConvNet), "
+                            "train.py (train_epoch)",
+                   "patches": "sed: device='cuda' -> 'cpu', .cuda() -> .cpu() in every .py file; an empty "
+                              "efficientnet_pytorch module (an unused import of train.py)",
+                   "torch": torch.__version__, "threads": 1,
+                   "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                if line.startswith("model name")), "unknown"),
+                   "command": "IDC_REPO=../authors/IDC python experiments/parity/idc_probe.py tests/parity/idc.json"},
+    "shapes": {"classes": K, "channels": C, "size": H, "ipc": IPC, "batch_real": B, "factor": FACTOR,
+               "class": CLS, "weights_seed": 0, "real_seed": 1, "syn_seed": 2,
+               "real": "torch.randn(B, C, H, H)", "syn": "torch.rand(IPC, C, H, H)"},
+    "float32": probes(),
+    "float64": in_float64(probes),
+}
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+print(json.dumps({k: out["float32"][k] for k in ("match_l1", "match_mse")}, indent=0)[:1500])

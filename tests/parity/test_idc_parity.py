@@ -1,0 +1,128 @@
+"""Golden step values from the authors' IDC code (snu-mllab/Efficient-Dataset-Condensation),
+recorded by experiments/parity/idc_probe.py on inputs both sides rebuild from seeds
+(tests/parity/idc.json: values and provenance). Ours is computed here from the same inputs, in
+float32 (rtol 1e-5 on losses, norms and slices) and float64 (everything, sums included, rtol 1e-9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bench.data.spec import DATASETS
+from bench.data.synset import decode_multi_formation
+from bench.evaluation.train import cutmix_cross_entropy
+from bench.nets.models import build_model
+from methods.idc import match_loss
+
+GOLDEN = json.loads((Path(__file__).parent / "idc.json").read_text())
+S = GOLDEN["shapes"]
+K, C, H, IPC, B, FACTOR, CLS = S["classes"], S["channels"], S["size"], S["ipc"], S["batch_real"], S["factor"], S["class"]
+PRECISIONS = {"float32": (torch.float32, 1e-5, False), "float64": (torch.float64, 1e-9, True)}
+
+
+@pytest.fixture(params=list(PRECISIONS))
+def precision(request):
+    dtype, rtol, with_sum = PRECISIONS[request.param]
+    threads, before = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(dtype)
+    yield SimpleNamespace(golden=GOLDEN[request.param], rtol=rtol, with_sum=with_sum)
+    torch.set_default_dtype(before)
+    torch.set_num_threads(threads)
+
+
+def _theirs(name: str) -> str:
+    """The authors' parameter name of one of ours: their ConvNet keeps convs and norms in two lists
+    (layers.conv.d, layers.norm.d); ours interleaves them (features.4d, features.4d+1)."""
+    if name.startswith("features."):
+        index, leaf = name.split(".")[1:]
+        depth, offset = divmod(int(index), 4)
+        return f"layers.{'conv' if offset == 0 else 'norm'}.{depth}.{leaf}"
+    return name
+
+
+def _net():
+    spec = DATASETS.get("mnist")
+    shape = SimpleNamespace(spec=spec, channels=C, size=H, num_classes=K, name="mnist", resnet_branch=spec.resnet_branch)
+    torch.manual_seed(S["weights_seed"])
+    return build_model("convnet3", shape)
+
+
+def _inputs():
+    torch.manual_seed(S["real_seed"])
+    real = torch.randn(B, C, H, H)
+    torch.manual_seed(S["syn_seed"])
+    return real, torch.rand(IPC, C, H, H)
+
+
+def _stats(t):
+    t = t.detach().double()
+    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
+
+
+def _close(ours: dict, theirs: dict, p):
+    assert ours["norm"] == pytest.approx(theirs["norm"], rel=p.rtol, abs=p.rtol / 10)
+    assert ours["slice"] == pytest.approx(theirs["slice"], rel=p.rtol, abs=p.rtol / 10)
+    if p.with_sum:
+        assert ours["sum"] == pytest.approx(theirs["sum"], rel=p.rtol, abs=p.rtol * theirs["norm"])
+
+
+def _crop_major(decoded: torch.Tensor, n: int) -> torch.Tensor:
+    """Ours keeps the crops of one image together; the authors' decode_zoom puts crop (0, 0) of every
+    image first. The same images in another order: reordered here to compare element by element."""
+    return decoded.view(n, FACTOR * FACTOR, *decoded.shape[1:]).transpose(0, 1).reshape(decoded.shape)
+
+
+def test_network_weights_from_a_seed_are_the_authors(precision):
+    ours = {_theirs(name): _stats(p) for name, p in _net().named_parameters()}
+    assert set(ours) == set(precision.golden["init_weights"])
+    for name, theirs in precision.golden["init_weights"].items():
+        _close(ours[name], theirs, precision)
+
+
+def test_multi_formation_decode(precision):
+    _, syn = _inputs()
+    decoded = decode_multi_formation(syn, FACTOR)
+    golden = precision.golden["decode"]
+    assert list(decoded.shape) == golden["shape"]
+    reordered = _crop_major(decoded, IPC)
+    _close(_stats(reordered), golden["images"], precision)
+    assert reordered.double().flatten(1).sum(1).tolist() == pytest.approx(golden["per_image_sums"], rel=precision.rtol)
+
+
+@pytest.mark.parametrize("metric", ["l1", "mse"])
+def test_matching_loss_and_one_image_step(precision, metric):
+    real, syn = _inputs()
+    net = _net()
+    net.train()
+    base = syn.clone().requires_grad_(True)
+    opt = torch.optim.SGD([base], lr=0.01, momentum=0.5)  # optim_img (mom_img 0.5)
+    x_syn = decode_multi_formation(base, FACTOR)
+    loss = match_loss(net, real, torch.full((B,), CLS), x_syn, torch.full((len(x_syn),), CLS), metric)
+    golden = precision.golden[f"match_{metric}"]
+    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
+    opt.zero_grad()
+    loss.backward(inputs=[base])
+    _close(_stats(base.grad), golden["grad"], precision)
+    opt.step()
+    _close(_stats(base), golden["images_after_step"], precision)
+
+
+def test_one_network_update(precision):
+    """IDC's network update without CutMix (mix_p 0): CE, SGD lr 0.01, momentum 0.9, wd 5e-4."""
+    real, _ = _inputs()
+    net = _net()
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss, _, _ = cutmix_cross_entropy(net, real.clone(), torch.arange(B) % K, 0.0)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    golden = precision.golden["network_step"]
+    for name, p in net.named_parameters():
+        _close(_stats(p), golden["weights_after_step"][_theirs(name)], precision)
+    _close(_stats(net(real)), golden["logits_after_step"], precision)
