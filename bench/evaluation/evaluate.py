@@ -92,9 +92,26 @@ class ModelResult:
     seconds: float
 
 
+class DropAndRestart:
+    """The VICO evaluation's schedule (utils.evaluate_synset): train E + 1 epochs, and after the one
+    with 0-based index E // 2 + 1 multiply the lr by 0.1 and build a new SGD. A new SGD on the same
+    parameters is this one with its state (the momentum buffers) emptied, which is what ``step``
+    does. ``step`` runs after each epoch, as an lr scheduler's does."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, after_epoch: int, factor: float = 0.1):
+        self.optimizer, self.after_epoch, self.factor, self.epoch = optimizer, after_epoch, factor, 0
+
+    def step(self) -> None:
+        self.epoch += 1
+        if self.epoch == self.after_epoch:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.factor
+            self.optimizer.state.clear()
+
+
 def _scheduler(protocol: EvalProtocol, optimizer: torch.optim.Optimizer, epochs: int):
-    if protocol.schedule == "half":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2 + 1], 0.1)
+    if protocol.schedule == "half":  # epochs = E + 1; the drop follows epoch number E // 2 + 2
+        return DropAndRestart(optimizer, (epochs - 1) // 2 + 2)
     if protocol.schedule == "idc":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, [2 * epochs // 3, 5 * epochs // 6], 0.2)
     raise BenchError(f"unknown schedule {protocol.schedule!r}")

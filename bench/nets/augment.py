@@ -141,8 +141,9 @@ class DiffAugment:
 
     # ------------------------------------------------------------------ ops (u: (B, k) uniforms)
     def _affine(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-        return F.grid_sample(x, grid, align_corners=True)
+        # align_corners=False: torch's default, which both authors' code bases use (docs/parity.md)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False)
 
     def _scale(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r = self.params.ratio_scale
@@ -156,8 +157,10 @@ class DiffAugment:
         angle = (u[:, 0] - 0.5) * 2 * self.params.ratio_rotate / 180 * math.pi
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
-        theta[:, 0, 0], theta[:, 0, 1] = cos, sin
-        theta[:, 1, 0], theta[:, 1, 1] = -sin, cos
+        # the authors' matrix [[cos, -sin], [sin, cos]] (VICO rand_rotate, IDC rotate_fn): for a
+        # given draw the same direction as theirs, so one draw gives their image (tests/parity)
+        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+        theta[:, 1, 0], theta[:, 1, 1] = sin, cos
         return self._affine(x, theta)
 
     def _flip(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

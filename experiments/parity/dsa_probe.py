@@ -1,34 +1,88 @@
-"""DSA scale and rotate under the same parameters: the authors' rand_scale / rand_rotate against ours
-(VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py)."""
+"""DSA's augmentation ops under the same parameters: the authors' rand_* functions
+(VICO-UoE/DatasetCondensation utils.py) on fixed images, each with a fixed seed, and the uniforms in
+our convention (bench.nets.augment: u in [0, 1) per image) that reproduce the authors' draw. Writes
+JSON to argv[1]; tests/parity/test_dsa_parity.py applies our ops to the same images and uniforms.
+
+  VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py tests/parity/dsa.json
+
+The uniforms are recovered by replaying the authors' draws: each op seeds torch with its seed (and
+seed + 1 for the second axis) exactly as their set_seed_DiffAug does, then draws the same calls;
+integer draws (crop, cutout) map to the middle of their bucket in our floor(u * span)."""
+import json
 import os
+import subprocess
 import sys
 
-sys.path.insert(0, os.environ.get("VICO_REPO", "../authors/DatasetCondensation"))
-import math
+AUTHORS = os.environ.get("VICO_REPO", "../authors/DatasetCondensation")
+sys.path.insert(0, AUTHORS)
+import torch  # noqa: E402
+import utils  # noqa: E402
 
-import torch
-import utils
-
-from bench.nets.augment import DiffAugment
-
+COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
+                                                        capture_output=True, text=True).stdout.strip()
 torch.set_num_threads(1)
-torch.manual_seed(3); x = torch.rand(4, 3, 32, 32)
-p = utils.ParamDiffAug(); p.Siamese = False; p.latestseed = 7
-ours = DiffAugment("scale_rotate", "dsa")
-r = p.ratio_scale
-torch.manual_seed(7); sx = torch.rand(4) * (r - 1/r) + 1/r; torch.manual_seed(8); sy = torch.rand(4) * (r - 1/r) + 1/r
-t = utils.rand_scale(x, p)
-u = torch.stack([(sx - 1/r) / (r - 1/r), (sy - 1/r) / (r - 1/r)], 1)
-o = ours._scale(x, u)
-print("scale max|diff|", float((t - o).abs().max()))
-import torch.nn.functional as F
+B, C, H = 4, 3, 32
 
-th = torch.zeros(4, 2, 3); th[:, 0, 0] = sx; th[:, 1, 1] = sy
-o2 = F.grid_sample(x, F.affine_grid(th, list(x.shape), align_corners=False), align_corners=False)
-print("scale with align_corners=False max|diff|", float((t - o2).abs().max()))
-p.latestseed = 9
-torch.manual_seed(9); ang = (torch.rand(4) - 0.5) * 2 * p.ratio_rotate / 180 * math.pi
-t = utils.rand_rotate(x, p)
-o = ours._rotate(x, (ang / (2 * p.ratio_rotate / 180 * math.pi) + 0.5).view(-1, 1))
-o_neg = ours._rotate(x, (-ang / (2 * p.ratio_rotate / 180 * math.pi) + 0.5).view(-1, 1))
-print("rotate same draw max|diff|", float((t - o).abs().max()), " negated angle:", float((t - o_neg).abs().max()))
+
+def stats(t):
+    t = t.detach().double()
+    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
+
+
+def images():
+    torch.manual_seed(3)
+    return torch.rand(B, C, H, H)
+
+
+def replay(seed, draw):
+    torch.manual_seed(seed)
+    return draw()
+
+
+def uniforms(op, seed, p, x):
+    """Our u for the authors' draw of `op` at `seed`."""
+    if op == "scale":
+        return torch.stack([replay(seed, lambda: torch.rand(B)), replay(seed + 1, lambda: torch.rand(B))], 1)
+    if op in ("rotate",):
+        return replay(seed, lambda: torch.rand(B)).view(B, 1)
+    if op in ("flip", "brightness", "saturation", "contrast"):
+        return replay(seed, lambda: torch.rand(B, 1, 1, 1, dtype=x.dtype)).view(B, 1)
+    if op == "crop":
+        s = int(H * p.ratio_crop_pad + 0.5)
+        t = [replay(seed + k, lambda: torch.randint(-s, s + 1, size=[B, 1, 1])).view(B) for k in (0, 1)]
+        return torch.stack([(v + s + 0.5) / (2 * s + 1) for v in t], 1)
+    if op == "cutout":
+        size = int(H * p.ratio_cutout + 0.5)
+        span = H + (1 - size % 2)
+        o = [replay(seed + k, lambda: torch.randint(0, span, size=[B, 1, 1])).view(B) for k in (0, 1)]
+        return torch.stack([(v + 0.5) / span for v in o], 1)
+    raise ValueError(op)
+
+
+def probe():
+    x = images()
+    out = {}
+    for k, op in enumerate(("scale", "rotate", "flip", "brightness", "saturation", "contrast", "crop", "cutout")):
+        p = utils.ParamDiffAug()
+        p.Siamese, p.latestseed = False, 100 + 10 * k
+        u = uniforms(op, p.latestseed, p, x)
+        result = getattr(utils, f"rand_{op}")(x.clone(), p)
+        out[op] = {"seed": 100 + 10 * k, "u": u.tolist(), "out": stats(result)}
+    return out
+
+
+out = {
+    "provenance": {"repository": "VICO-UoE/DatasetCondensation", "commit": COMMIT,
+                   "files": "utils.py (ParamDiffAug, rand_scale, rand_rotate, rand_flip, rand_brightness, "
+                            "rand_saturation, rand_contrast, rand_crop, rand_cutout)",
+                   "patches": "none needed (Siamese off: the in-place row copies are not reached)",
+                   "torch": torch.__version__, "threads": 1,
+                   "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                if line.startswith("model name")), "unknown"),
+                   "command": "VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py "
+                              "tests/parity/dsa.json"},
+    "inputs": {"images": "torch.manual_seed(3); torch.rand(4, 3, 32, 32)"},
+    "ops": probe(),
+}
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+print({op: round(v["out"]["norm"], 4) for op, v in out["ops"].items()})
