@@ -391,3 +391,17 @@ def test_time_to_target_compares_curve_points_with_curve_points():
     fast.records = [rec([(0, 70.0), (5, 83.0)], epochs=10)]
     target, why = _curve_target(ref, fast)
     assert target is None and "different epochs" in why
+
+
+def test_fig2d_draws_the_runs_own_clusters_and_picks(tmp_path):
+    """Random + DREAM init stores its clustering (clusters.pt): every star of Fig 2d is one of the
+    run's synthetic images, because both are the samples the run picked."""
+    spec = figure_variant("fig2d", [MethodSpec("Random + DREAM init", "random", dream=True)],
+                          ScaleOverride(seeds="0", ipcs=(10,), datasets=("digits",)))
+    out = tmp_path / "results"
+    grid.run_cells(grid.expand(spec, "smoke", datasets=["digits"], eval=EVAL), out, device="cpu")
+    (record,) = RunStore(out).records()
+    assert "clusters.pt" in record["metrics"]["artifacts"]
+    (res,) = _draw(spec, SimpleNamespace(out=out), datasets=["digits"])
+    assert "the run's own k-means clusters and picks" in res.description
+    assert "10 of 10 stars are synthetic images" in res.description

@@ -20,6 +20,9 @@ from bench.dream.clustering import (
 from bench.dream.initialisers import INITIALISERS, SelectionInitialiser
 
 
+CLUSTERS_FILE = "clusters.pt"
+
+
 @dataclass(frozen=True)
 class ClusterInitConfig:
     """``dedupe``: re-seed empty clusters and resolve duplicate picks (False: the authors' way)."""
@@ -41,6 +44,7 @@ class ClusterInitialiser(SelectionInitialiser):
         self._space = "normalized"
         self._pipeline = "vico"
         self._stats = {"duplicates": 0, "empty_clusters": 0, "empty_after_reseed": 0, "clustering_s": 0.0}
+        self._clusters: dict[int, dict] = {}
 
     def __call__(self, ctx, ipc, space="normalized", factor=1, pipeline="vico"):
         self._space, self._pipeline = space, pipeline
@@ -51,6 +55,10 @@ class ClusterInitialiser(SelectionInitialiser):
             "net_seed": derived_seed(ctx.seed, 0x1417), **self._stats,
             "handling": HANDLING if self.config.dedupe else HANDLING_AUTHORS,
         }
+        ctx.save_artifact(CLUSTERS_FILE, {"net_seed": derived_seed(ctx.seed, 0x1417), "feature_space": space,
+                                          "pipeline": pipeline, "classes": self._clusters},
+                          "per class: the training-set indices clustered, each one's k-means cluster, and the "
+                          "picks (the sample nearest each centre) of the cluster initialiser")
         return synset
 
     def select(self, ctx, c: int, k: int) -> torch.Tensor:
@@ -66,5 +74,8 @@ class ClusterInitialiser(SelectionInitialiser):
         pos, info = kmeans_select(feats, k, 1, seed=derived_seed(ctx.seed, c, 0x1417), dedupe=self.config.dedupe)
         for key in ("duplicates", "empty_clusters", "empty_after_reseed"):
             self._stats[key] += info[key]
+        # what Fig 2d draws: this very clustering, not a second one made for the figure
+        self._clusters[c] = {"indices": ix.cpu().to(torch.int32), "picks": pos.cpu().to(torch.int32),
+                             "cluster": torch.cdist(feats.float(), info["centroids"].float()).argmin(1).cpu().to(torch.int16)}
         self._stats["clustering_s"] += time.perf_counter() - t0
         return ix[pos.to(ix.device)]

@@ -15,6 +15,7 @@ from torchvision.utils import make_grid
 
 from bench.data.datasets import DATASETS, DataOptions, load_dataset
 from bench.data.synset import SyntheticSet
+from bench.dream.cluster_init import CLUSTERS_FILE
 from bench.nets.models import build_model
 from bench.report.figure_common import FigureResult, palette, save_figure, scale_subtitle, subplot_grid
 
@@ -87,7 +88,39 @@ def collected_out(collected) -> Path:
     return getattr(collected, "out", Path("results"))
 
 
+def _run_clusters(out: Path, rec: dict, c: int, max_points: int):
+    """The run's own clustering of class ``c`` (the cluster initialiser's artefact): training-set
+    indices, each one's cluster, the picks as positions among the returned indices, and the seed of
+    the network whose features were clustered; None when the run stored none."""
+    path = Path(out) / "runs" / rec["run_id"] / CLUSTERS_FILE
+    if not path.exists():
+        return None
+    stored = torch.load(path, map_location="cpu", weights_only=False)
+    entry = stored["classes"].get(c)
+    if entry is None:
+        return None
+    ix, cluster, picks = entry["indices"].long(), entry["cluster"].long(), entry["picks"].long()
+    keep = torch.arange(len(ix))
+    if len(ix) > max_points:  # a subsample for the layout, always with every pick in it
+        g = torch.Generator().manual_seed(int(rec["seed"]))
+        others = keep[~torch.isin(keep, picks)]
+        keep = torch.cat([picks, others[torch.randperm(len(others), generator=g)[:max_points - len(picks)]]])
+    star = torch.isin(keep, picks)
+    return ix[keep], cluster[keep], torch.nonzero(star, as_tuple=True)[0], stored["net_seed"]
+
+
+def _net_features(net_seed: int, model: str, dataset, images):
+    """Features of the network the run clustered with (its seed is in the artefact)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(int(net_seed))
+        net = build_model(model, dataset).eval()
+    with torch.no_grad():
+        return torch.cat([net.embed(images[i:i + 512]) for i in range(0, len(images), 512)]).numpy()
+
+
 def plot_clusters(collected, folder: Path, data_root=None) -> FigureResult:
+    """Fig 2d from the run's own clusters and picks where it stored them (DREAM's cluster
+    initialiser does), else a k-means of the run-seeded network's features, and the caption says so."""
     spec, f = collected.spec, collected.spec.figure
     res, groups = _synset_figure(collected)
     if not groups:
@@ -97,22 +130,30 @@ def plot_clusters(collected, folder: Path, data_root=None) -> FigureResult:
     for ax, (cell, rec) in zip(axes, groups):
         dataset = _dataset_for(rec, data_root)
         c = min(f.class_index, dataset.num_classes - 1)
-        real = _class_real(dataset, c, f.max_points, int(rec["seed"]))
         syn = _class_synthetic(load_synset(collected_out(collected), rec["run_id"]), dataset, c)
-        feats = _features(rec, dataset, _cat(real, syn))
-        fr, fs = feats[:len(real)], feats[len(real):]
-        k = f.n_clusters or 8
-        k = max(1, min(k, len(fr)))
-
-        with threadpool_limits(1):
-            km = KMeans(n_clusters=k, n_init=3, random_state=int(rec["seed"])).fit(fr)
-        nearest = [int(np.argmin(((fr - centre) ** 2).sum(1))) for centre in km.cluster_centers_]
-        xy = _tsne(np.concatenate([fr, fs]), int(rec["seed"]))
+        own = _run_clusters(collected_out(collected), rec, c, f.max_points)
+        if own is not None:
+            ix, labels, nearest, net_seed = own
+            real = dataset.normalise(dataset.train_images[ix])
+            feats = _net_features(net_seed, rec["config"]["model"], dataset, _cat(real, syn))
+            labels, nearest = labels.numpy(), nearest.numpy()
+            source = "the run's own k-means clusters and picks"
+        else:
+            real = _class_real(dataset, c, f.max_points, int(rec["seed"]))
+            feats = _features(rec, dataset, _cat(real, syn))
+            with threadpool_limits(1):
+                km = KMeans(n_clusters=max(1, min(f.n_clusters or 8, len(real))), n_init=3,
+                            random_state=int(rec["seed"])).fit(feats[:len(real)])
+            labels = km.labels_
+            nearest = np.array([int(np.argmin(((feats[:len(real)] - centre) ** 2).sum(1))) for centre in km.cluster_centers_])
+            source = "a k-means made for the figure (the run stored no clusters)"
+        fr, k = feats[:len(real)], int(labels.max()) + 1
+        xy = _tsne(feats, int(rec["seed"]))
         xr, xs = xy[:len(fr)], xy[len(fr):]
-
+        on_synthetic = sum(bool(np.isclose(feats[len(fr):], fr[i], atol=1e-5).all(1).any()) for i in nearest)
         colours = sns.color_palette("husl", k)
-        ax.scatter(xr[:, 0], xr[:, 1], c=[colours[l] for l in km.labels_], s=6, alpha=0.55, lw=0, label="real samples")
-        ax.scatter(xr[nearest, 0], xr[nearest, 1], marker="*", s=90, c=[colours[i] for i in range(k)],
+        ax.scatter(xr[:, 0], xr[:, 1], c=[colours[l] for l in labels], s=6, alpha=0.55, lw=0, label="real samples")
+        ax.scatter(xr[nearest, 0], xr[nearest, 1], marker="*", s=90, c=[colours[labels[i]] for i in nearest],
                    edgecolors="black", linewidths=0.6, label="nearest to a centre")
         if len(xs):
             ax.scatter(xs[:, 0], xs[:, 1], marker="X", s=30, c="black", label=f"synthetic ({len(xs)})")
@@ -122,8 +163,9 @@ def plot_clusters(collected, folder: Path, data_root=None) -> FigureResult:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(frameon=False, loc="best")
-        texts.append(f"{len(fr)} real images of class {dataset.class_names[c]} in {k} k-means sub-clusters, "
-                     f"{len(xs)} synthetic images of run {rec['run_id']}")
+        texts.append(f"{len(fr)} real images of class {dataset.class_names[c]} in {k} sub-clusters ({source}); "
+                     f"{on_synthetic} of {len(nearest)} stars are synthetic images of run {rec['run_id']} "
+                     f"({len(xs)} synthetic)")
         res.records += 1
     res.paths = save_figure(fig, spec, scale_subtitle(collected), folder, collected.scale)
     res.description = "; ".join(texts)

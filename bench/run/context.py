@@ -173,6 +173,13 @@ class RunContext:
             kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.exists() else "no checkpoint yet"
             raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
 
+    # ---------------------------------------------------------------- artefacts
+    def save_artifact(self, name: str, obj, what: str) -> None:
+        """A file beside the run's record (written atomically) that figures read back, e.g. the
+        initialiser's own clusters for Fig 2d; the record lists it under ``metrics.artifacts``."""
+        atomic_torch_save(obj, self.run_dir / name)
+        self.metrics.setdefault("artifacts", {})[name] = what
+
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, iteration: int, state: dict) -> None:
         """``state`` is the method's own (synthetic images, optimiser, sampler...); the context adds
