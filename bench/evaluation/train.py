@@ -14,18 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.errors import BenchError
-from bench.nets.augment import cutmix
+from bench.nets.augment import CutMixDraw, cutmix
 
 
 class TrainingDiverged(BenchError):
     """The training loss became NaN or inf: the network's weights are garbage from there on."""
 
 
-def cutmix_cross_entropy(forward: Callable, x: torch.Tensor, y: torch.Tensor, p: float):
+def cutmix_cross_entropy(forward: Callable, x: torch.Tensor, y: torch.Tensor, p: float, draw: CutMixDraw | None = None):
     """(loss, inputs used, logits): with probability ``p`` CutMix (beta 1) and the mixed loss
-    r CE(out, y_a) + (1 - r) CE(out, y_b), else plain cross-entropy. No coin is drawn when p = 0."""
-    if p > 0 and torch.rand(1).item() < p:
-        x, y_a, y_b, r = cutmix(x, y)
+    r CE(out, y_a) + (1 - r) CE(out, y_b), else plain cross-entropy. No coin is drawn when p = 0;
+    a given ``draw`` applies CutMix with it, without a coin (the parity tests' fixed draw)."""
+    if draw is not None or (p > 0 and torch.rand(1).item() < p):
+        x, y_a, y_b, r = cutmix(x, y, draw=draw)
         out = forward(x)
         return r * F.cross_entropy(out, y_a) + (1 - r) * F.cross_entropy(out, y_b), x, out
     out = forward(x)

@@ -205,26 +205,46 @@ class DiffAugment:
         return x * mask.view(b, 1, h, w).to(x.dtype)
 
 
-def cutmix(x: torch.Tensor, y: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None):
-    """IDC's CutMix: lambda ~ Beta(beta, beta), partner = a random permutation of the batch.
+@dataclass(frozen=True)
+class CutMixDraw:
+    """One CutMix draw: lambda, the partner permutation and the box centre (row, column)."""
 
-    Returns the mixed batch, both label vectors and the weight r of the first label.
-    """
+    lam: float
+    perm: torch.Tensor
+    centre: tuple[int, int]
+
+
+def draw_cutmix(x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> CutMixDraw:
+    """lambda ~ Beta(beta, beta), a random permutation of the batch, a uniform box centre (drawn in
+    this order, as the authors' train_epoch: lambda, permutation, row, column)."""
     b, _, h, w = x.shape
     lam = float(torch.distributions.Beta(beta, beta).sample()) if generator is None else float(
         _beta_with_generator(beta, generator)
     )
     perm = torch.randperm(b, generator=generator).to(x.device)
-    cut = math.sqrt(1.0 - lam)
+    row = int(torch.randint(h, (1,), generator=generator))
+    col = int(torch.randint(w, (1,), generator=generator))
+    return CutMixDraw(lam, perm, (row, col))
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None,
+           draw: CutMixDraw | None = None):
+    """IDC's CutMix: a box of side sqrt(1 - lambda) x size around the drawn centre (clipped to the
+    image) is pasted from the partner image. ``draw`` fixes the draw (parity tests); else one is made.
+
+    Returns the mixed batch, both label vectors and the weight r of the first label.
+    """
+    _, _, h, w = x.shape
+    d = draw or draw_cutmix(x, beta, generator)
+    cut = math.sqrt(1.0 - d.lam)
     cut_h, cut_w = int(h * cut), int(w * cut)
-    cy = int(torch.randint(h, (1,), generator=generator))
-    cx = int(torch.randint(w, (1,), generator=generator))
+    cy, cx = d.centre
     y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
     x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
     mixed = x.clone()
-    mixed[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
+    mixed[:, :, y1:y2, x1:x2] = x[d.perm, :, y1:y2, x1:x2]
     ratio = 1.0 - ((y2 - y1) * (x2 - x1) / (h * w))
-    return mixed, y, y[perm], ratio
+    return mixed, y, y[d.perm], ratio
 
 
 def _beta_with_generator(beta: float, generator: torch.Generator) -> float:

@@ -3,7 +3,8 @@ outside DREAM-bench on an export of their repository. Writes JSON to argv[1].
 
 Patches to the export (CPU only, maths untouched), made with sed before running:
   device='cuda' -> device='cpu' and .cuda() -> .cpu() in every .py file;
-and, in this script, an empty `efficientnet_pytorch` module (train.py imports it at the top; the
+np.int( -> int( in misc/utils.py (rand_bbox; np.int is gone from NumPy >= 1.24); and, in this
+script, an empty `efficientnet_pytorch` module (train.py imports it at the top; the
 EfficientNet branch is never used here).
 
 Inputs from seeds both sides reproduce: network weights = torch.manual_seed(0) then the authors'
@@ -20,6 +21,7 @@ AUTHORS = os.environ.get("IDC_REPO", "../authors/IDC")
 sys.path.insert(0, AUTHORS)
 sys.modules["efficientnet_pytorch"] = types.SimpleNamespace(EfficientNet=None)  # unused import of train.py
 import condense  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from models import convnet as CN  # noqa: E402
 
@@ -95,6 +97,38 @@ def network_step():
             "logits_after_step": stats(out)}
 
 
+def network_step_cutmix():
+    """train_epoch on one batch with CutMix certain (mix_p 1, beta 1): numpy seeded 5, torch 6. The
+    draws are replayed afterwards (numpy: the coin, lambda, then rand_bbox's row and column; torch:
+    the partner permutation) so ours can apply the same lambda, permutation and box."""
+    real, _ = inputs()
+    target = torch.arange(B) % K
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
+    args = types.SimpleNamespace(mix_p=1.0, beta=1.0, nclass=K, print_freq=10**9, verbose=False, epoch_print_freq=1)
+
+    class OneBatch(list):
+        device = "cpu"
+
+    import train  # noqa: E402
+    from misc import utils as idc_utils  # noqa: E402
+    np.random.seed(5)
+    torch.manual_seed(6)
+    _, _, loss = train.train_epoch(args, OneBatch([(real.clone(), target)]), model, torch.nn.CrossEntropyLoss(),
+                                   opt, mixup="cut")
+    np.random.seed(5)
+    np.random.rand(1)
+    lam = float(np.random.beta(1.0, 1.0))
+    state = np.random.get_state()
+    row, col = int(np.random.randint(H)), int(np.random.randint(H))
+    np.random.set_state(state)
+    box = [int(v) for v in idc_utils.rand_bbox(real.size(), lam)]
+    torch.manual_seed(6)
+    perm = torch.randperm(B).tolist()
+    return {"lam": lam, "perm": perm, "centre": [row, col], "box": box, "loss": float(loss),
+            "weights_after_step": {n: stats(p) for n, p in model.named_parameters()}}
+
+
 def init_weights():
     return {name: stats(p) for name, p in net().named_parameters()}
 
@@ -110,14 +144,15 @@ def in_float64(fn):
 
 def probes():
     return {"init_weights": init_weights(), "decode": decode(), "match_l1": match_step("l1"),
-            "match_mse": match_step("mse"), "network_step": network_step()}
+            "match_mse": match_step("mse"), "network_step": network_step(),
+            "network_step_cutmix": network_step_cutmix()}
 
 
 out = {
     "provenance": {"repository": "snu-mllab/Efficient-Dataset-Condensation", "commit": COMMIT,
                    "files": "condense.py (Synthesizer.decode_zoom, matchloss, dist), models/convnet.py (ConvNet), "
                             "train.py (train_epoch)",
-                   "patches": "sed: device='cuda' -> 'cpu', .cuda() -> .cpu() in every .py file; an empty "
+                   "patches": "sed: device='cuda' -> 'cpu', .cuda() -> .cpu() in every .py file; np.int( -> int( in misc/utils.py; an empty "
                               "efficientnet_pytorch module (an unused import of train.py)",
                    "torch": torch.__version__, "threads": 1,
                    "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")

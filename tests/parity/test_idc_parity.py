@@ -15,6 +15,7 @@ import torch
 from bench.data.spec import DATASETS
 from bench.data.synset import decode_multi_formation
 from bench.evaluation.train import cutmix_cross_entropy
+from bench.nets.augment import CutMixDraw
 from bench.nets.models import build_model
 from methods.idc import match_loss
 
@@ -126,3 +127,24 @@ def test_one_network_update(precision):
     for name, p in net.named_parameters():
         _close(_stats(p), golden["weights_after_step"][_theirs(name)], precision)
     _close(_stats(net(real)), golden["logits_after_step"], precision)
+
+
+def test_one_network_update_with_cutmix_at_the_authors_draw(precision):
+    """train_epoch with CutMix certain: the authors' lambda, partner permutation and box (replayed
+    from their seeds) given to ours; the pasted box, the mixed loss and the weights after the step."""
+    golden = precision.golden["network_step_cutmix"]
+    real, _ = _inputs()
+    net = _net()
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    draw = CutMixDraw(golden["lam"], torch.tensor(golden["perm"]), tuple(golden["centre"]))
+    loss, mixed, _ = cutmix_cross_entropy(net, real.clone(), torch.arange(B) % K, 1.0, draw=draw)
+    r1, c1, r2, c2 = golden["box"]
+    changed = (mixed != real).any(0).any(0).nonzero()
+    assert (changed[:, 0].min(), changed[:, 0].max() + 1, changed[:, 1].min(), changed[:, 1].max() + 1) == (r1, r2, c1, c2)
+    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    for name, p in net.named_parameters():
+        _close(_stats(p), golden["weights_after_step"][_theirs(name)], precision)
