@@ -119,14 +119,13 @@ class DC(Method):
             return SyntheticSet(image_syn.detach().clone(), synset.labels.clone(), space="normalized")
 
         start = ctx.start_or_resume(image_syn, opt_img, current, p.iterations)
-        losses = ctx.metrics.setdefault("loss", [])
         train_images = dataset.train_images
 
         for it in ctx.progress(range(start + 1, p.iterations + 1), start, p.iterations):
             net = ctx.build_model()
             net.train()
             opt_net = torch.optim.SGD(net.parameters(), lr=p.lr_net)
-            loss_avg = 0.0
+            loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)  # summed on the device
             for ol in range(p.outer_loop):
                 step = (it - 1) * p.outer_loop + ol
                 with ctx.timer("matching"):
@@ -139,13 +138,12 @@ class DC(Method):
                     opt_img.zero_grad(set_to_none=True)
                     loss.backward()
                     opt_img.step()
-                loss_avg += float(loss.detach())
-                ctx.check_finite(it, loss.detach(), image_syn.detach())
+                loss_sum += loss.detach().double()
                 if ol == p.outer_loop - 1:
                     break
                 with ctx.timer("network_updates"):
                     self._train_net(net, opt_net, image_syn.detach().clone(), synset.labels, p, augment)
-            losses.append(loss_avg / (k * p.outer_loop))
+            ctx.log_loss(it, loss_sum / (k * p.outer_loop), image_syn.detach())
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())
             ctx.track_synthetic(image_syn.detach(), it)  # Fig 4a, when diagnostics are on
@@ -155,7 +153,9 @@ class DC(Method):
     @staticmethod
     def _train_net(net, opt_net, images, labels, p, augment) -> None:
         """VICO ``epoch('train', ...)`` on the synthetic set, ``inner_loop`` times."""
-        train_network(net, images, labels, opt_net, range(p.inner_loop), p.batch_train, augment=augment)
+        # the images' own finiteness is the loop's check (ctx.log_loss), named by its iteration
+        train_network(net, images, labels, opt_net, range(p.inner_loop), p.batch_train, augment=augment,
+                      check_finite=False)
 
 
 @METHODS.register("dsa")

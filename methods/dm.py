@@ -99,7 +99,6 @@ class DM(Method):
             return SyntheticSet(image_syn.detach().clone(), synset.labels.clone(), space="normalized")
 
         start = ctx.start_or_resume(image_syn, opt_img, current, p.iterations)
-        losses = ctx.metrics.setdefault("loss", [])
 
         for it in ctx.progress(range(start + 1, p.iterations + 1), start, p.iterations):
             net = ctx.build_model()
@@ -118,8 +117,7 @@ class DM(Method):
                 opt_img.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_img.step()
-            ctx.check_finite(it, loss.detach(), image_syn.detach())
-            losses.append(float(loss.detach()) / k)
+            ctx.log_loss(it, loss.detach().double() / k, image_syn.detach())
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())
             ctx.track_synthetic(image_syn.detach(), it)  # Fig 4a, when diagnostics are on

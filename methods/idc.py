@@ -215,16 +215,14 @@ class IDC(Method):
             optim_net = torch.optim.SGD(net.parameters(), lr=p.lr_net, momentum=p.mom_net, weight_decay=p.wd_net)
             with torch.no_grad():
                 images.clamp_(0.0, 1.0)
-            loss_total = 0.0
+            loss_total = torch.zeros((), dtype=torch.float64, device=ctx.device)  # summed on the device
             for ot in range(p.inner_loop):
                 with ctx.timer("matching"):
                     loss_total += self._match_classes(ctx, net, images, optim_img, class_rows, ot, batch_real,
                                                       match_aug)
                 with ctx.timer("network_updates"):
                     self._update_network(ctx, net, optim_net, net_aug, batch_real, net_steps)
-            mean_loss = loss_total / dataset.num_classes / p.inner_loop
-            ctx.check_finite(it + 1, mean_loss, images)
-            ctx.metrics.setdefault("loss", []).append(mean_loss)
+            ctx.log_loss(it + 1, loss_total / dataset.num_classes / p.inner_loop, images.detach())
             if ctx.curve_due(it + 1, total):
                 ctx.evaluate_curve_point(it + 1, current())
             ctx.track_synthetic(images.detach(), it + 1, space="unit", pipeline="idc")  # Fig 4a
@@ -232,23 +230,24 @@ class IDC(Method):
         return current()
 
     @staticmethod
-    def _match_classes(ctx, net, images, optim_img, class_rows, step: int, batch_real: int, match_aug) -> float:
-        """One image-SGD step per class (the authors' per-class ``optim_img.step()``); the summed loss."""
+    def _match_classes(ctx, net, images, optim_img, class_rows, step: int, batch_real: int, match_aug) -> torch.Tensor:
+        """One image-SGD step per class (the authors' per-class ``optim_img.step()``); the summed loss
+        (a float64 tensor on the device: no host read per step)."""
         p, dataset, device = ctx.params, ctx.dataset, ctx.device
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for c in range(dataset.num_classes):
             idx = ctx.sampler.sample(c, batch_real, net=net, step=step)
             x_real = dataset.train_images[idx]
             y_real = torch.full((len(idx),), c, dtype=torch.long, device=device)
             x_syn = decode_multi_formation(images[class_rows[c]], p.factor)
             if len(x_syn) > p.batch_syn_max:
-                keep = torch.randperm(len(x_syn))[:p.batch_syn_max].to(device)
+                keep = torch.randperm(len(x_syn), device=device)[:p.batch_syn_max]
                 x_syn = x_syn[keep]
             y_syn = torch.full((len(x_syn),), c, dtype=torch.long, device=device)
             (both,) = match_aug.siamese(dataset.normalise(torch.cat([x_real, x_syn]), "idc"))
             n = len(x_real)
             loss = match_loss(net, both[:n], y_real, both[n:], y_syn, p.metric)
-            total += loss.item()
+            total += loss.detach().double()
             optim_img.zero_grad()
             loss.backward(inputs=[images])  # the network's .grad is not needed
             optim_img.step()
@@ -260,7 +259,7 @@ class IDC(Method):
         p, dataset = ctx.params, ctx.dataset
         n_train = len(dataset.train_images)
         for _ in range(steps):
-            bidx = torch.randperm(n_train)[:batch_real].to(ctx.device)
+            bidx = torch.randperm(n_train, device=ctx.device)[:batch_real]  # on the device: no copy, no sync
             x, y = dataset.train_images[bidx], dataset.train_labels[bidx]
             with torch.no_grad():
                 x = net_aug(dataset.normalise(x, "idc"))

@@ -33,6 +33,8 @@ class ImageDataset:
     class_names: list[str]
     variant: str = ""  # e.g. "classes=0-4,train<=500" for reduced smoke data
     _class_indices: list[torch.Tensor] = field(default_factory=list, repr=False)
+    # normalisation constants per (pipeline, device, default dtype): made once, not at every step
+    _stats_on: dict = field(default_factory=dict, repr=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
         self._class_indices = [
@@ -74,8 +76,11 @@ class ImageDataset:
         )
 
     def normalise(self, x: torch.Tensor, pipeline: str = "vico") -> torch.Tensor:
-        mean, std = self.stats(pipeline)
-        return (x - mean.to(x.device)) / std.to(x.device)
+        key = (pipeline, x.device, torch.get_default_dtype())
+        if key not in self._stats_on:
+            self._stats_on[key] = tuple(t.to(x.device) for t in self.stats(pipeline))
+        mean, std = self._stats_on[key]
+        return (x - mean) / std
 
     def to(self, device: torch.device | str) -> "ImageDataset":
         return replace(

@@ -88,7 +88,7 @@ class RandomRealInitialiser(SelectionInitialiser):
 
     def select(self, ctx, c: int, k: int) -> torch.Tensor:
         ix = ctx.dataset.class_indices(c)
-        return ix[torch.randperm(len(ix))[:k].to(ix.device)]
+        return ix[torch.randperm(len(ix), device=ix.device)[:k]]
 
 
 @INITIALISERS.register("first")

@@ -59,7 +59,7 @@ class RandomSampler(RealSampler):
 
     def sample(self, c: int, n: int, net: torch.nn.Module | None = None, step: int = 0) -> torch.Tensor:
         ix = self.dataset.class_indices(c)
-        chosen = ix[torch.randperm(len(ix))[:n].to(ix.device)]
+        chosen = ix[torch.randperm(len(ix), device=ix.device)[:n]]  # drawn on the data's device
         if self.ctx is not None:  # DREAM diagnostics (Fig 2c, 3) when the run asks; no RNG use
             observe_real_batch(self.ctx, c, chosen, net, step, sampler="random")
         return chosen

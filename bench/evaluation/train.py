@@ -37,19 +37,22 @@ def train_network(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
                   epochs: Iterable[int], batch_size: int, scheduler=None, augment: Callable | None = None,
                   cutmix_p: float = 0.0, forward: Callable | None = None,
                   extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                  min_batch: int = 1, on_epoch_end: Callable[[int], None] | None = None) -> None:
+                  min_batch: int = 1, on_epoch_end: Callable[[int], None] | None = None,
+                  check_finite: bool = True) -> None:
     """SGD over shuffled mini-batches for each epoch of ``epochs`` (an iterable, so a progress bar
     can wrap it). ``forward`` maps inputs to the logits the loss sees (default ``net``);
     ``extra_loss(x, logits)`` is added to each batch's loss (continual learning's distillation
     term); batches smaller than ``min_batch`` are skipped (batch norm cannot train on one image);
-    ``scheduler.step()`` then ``on_epoch_end(epoch)`` run after each epoch."""
+    ``scheduler.step()`` then ``on_epoch_end(epoch)`` run after each epoch. A non-finite loss
+    raises :class:`TrainingDiverged` at the end of its epoch (``check_finite=False``: the caller
+    checks, as a distillation loop does for its own images)."""
     forward = forward or net
     n = len(images)
     net.train()
     for epoch in epochs:
         # checked once per epoch, on the device: no host synchronisation per step
         finite = torch.ones((), dtype=torch.bool, device=images.device)
-        order = torch.randperm(n).to(images.device)
+        order = torch.randperm(n, device=images.device)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             if len(idx) < min_batch:
@@ -64,7 +67,7 @@ def train_network(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if not bool(finite):
+        if check_finite and not bool(finite):
             raise TrainingDiverged(f"training loss became non-finite in epoch {epoch}")
         if scheduler is not None:
             scheduler.step()

@@ -115,6 +115,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.checkpointer = Checkpointer(self.run_dir / "checkpoint.pt", self.checkpoint_every)
+        self._pending_losses: list = []
 
     # ---------------------------------------------------------------- what the run asked for
     @property
@@ -158,8 +159,14 @@ class RunContext:
         """The distillation loop with a progress bar (stderr; off when not a terminal unless
         BENCH_PROGRESS=1), resumed runs starting at ``done`` of ``total``."""
 
-        return tqdm(steps, initial=done, total=total, desc=f"{self.resolved.label} {self.dataset.name} ipc={self.ipc}",
-                    unit="it", disable=not progress_enabled(), leave=False, mininterval=5 if not sys.stderr.isatty() else 0.1)
+        bar = tqdm(steps, initial=done, total=total, desc=f"{self.resolved.label} {self.dataset.name} ipc={self.ipc}",
+                   unit="it", disable=not progress_enabled(), leave=False, mininterval=5 if not sys.stderr.isatty() else 0.1)
+        return self._flushing(bar)
+
+    def _flushing(self, bar):
+        """The loop's iterations, then the losses still held on the device."""
+        yield from bar
+        self.flush_losses()
 
     def track_synthetic(self, images, iteration: int, space: str = "normalized", pipeline: str = "vico") -> None:
         """Fig 4a's hook, once per iteration: returns at once unless the run's diagnostics ask."""
@@ -167,11 +174,40 @@ class RunContext:
 
     # ---------------------------------------------------------------- safety
     def check_finite(self, iteration: int, loss: float | torch.Tensor, images: torch.Tensor) -> None:
+        """An immediate check (a host read); the matching loops use :meth:`log_loss` instead."""
         value = float(loss)
         if not math.isfinite(value) or not torch.isfinite(images).all():
-            where = "matching loss" if not math.isfinite(value) else "synthetic images"
-            kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.exists() else "no checkpoint yet"
-            raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
+            self._diverged("matching loss" if not math.isfinite(value) else "synthetic images", iteration)
+
+    # ---------------------------------------------------------------- losses without a host sync per step
+    LOSS_FLUSH_EVERY = 25  # iterations between host reads of the logged losses
+
+    def log_loss(self, iteration: int, loss: torch.Tensor, images: torch.Tensor) -> None:
+        """Record an iteration's loss (``metrics['loss']``) and check it and the images are finite,
+        without reading anything on the host: the value and the flags stay on the device until
+        :meth:`flush_losses`, every ``LOSS_FLUSH_EVERY`` iterations, before a checkpoint and when the
+        loop of :meth:`progress` ends. A non-finite value is still named by its own iteration."""
+        loss = loss.detach().double()
+        loss_ok = torch.isfinite(loss)
+        self._pending_losses.append((iteration, loss, torch.stack([loss_ok & torch.isfinite(images).all(), loss_ok])))
+        if len(self._pending_losses) >= self.LOSS_FLUSH_EVERY:
+            self.flush_losses()
+
+    def flush_losses(self) -> None:
+        pending, self._pending_losses = self._pending_losses, []
+        if not pending:
+            return
+        values = torch.stack([v for _, v, _ in pending]).tolist()  # one host read for all of them
+        flags = torch.stack([f for _, _, f in pending]).tolist()
+        losses = self.metrics.setdefault("loss", [])
+        for (iteration, _, _), value, (ok, loss_ok) in zip(pending, values, flags):
+            if not ok:
+                self._diverged("matching loss" if not loss_ok else "synthetic images", iteration)
+            losses.append(value)
+
+    def _diverged(self, where: str, iteration: int):
+        kept = f"last good checkpoint kept at {self.checkpointer.path}" if self.checkpointer.exists() else "no checkpoint yet"
+        raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
 
     # ---------------------------------------------------------------- artefacts
     def save_artifact(self, name: str, obj, what: str) -> None:
@@ -183,7 +219,9 @@ class RunContext:
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, iteration: int, state: dict) -> None:
         """``state`` is the method's own (synthetic images, optimiser, sampler...); the context adds
-        every RNG state, the metrics so far and the phase timings."""
+        every RNG state, the metrics so far and the phase timings. A diverged state is never saved:
+        the logged losses are read (and checked) first."""
+        self.flush_losses()
         self.checkpointer.save({
             "iteration": iteration,
             "method_state": state,
