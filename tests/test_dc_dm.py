@@ -139,3 +139,19 @@ def test_check_finite_names_iteration(tmp_path):
 # reproduction suite, tests/repro/expected.toml ("DC beats Random by 10", "DM beats Random by 5"),
 # with the same budgets this file used to run: batch_real 32, 10 DC / 40 DM iterations, DC from real
 # images, 300-epoch DSA evaluation, 300 training / 100 test images per class.
+
+
+@pytest.mark.parametrize("method", ["dm", "dc"])
+def test_the_matching_loop_reads_nothing_back_per_step(tmp_path, monkeypatch, method):
+    """No host synchronisation per step: the loop never turns a tensor into a Python number
+    (.item(), float(), bool()); losses and finiteness are read in one go every 25 iterations."""
+    resolved = resolve(RunConfig(method, "digits", 1, seed=0, scale="smoke",
+                                 params=(("batch_real", 8), ("iterations", 30))))
+    dataset = load_dataset("digits", None, resolved.data)
+    reads = []
+    for name in ("item", "__float__", "__bool__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _n=name: reads.append(_n) or _real(self, *a))
+    _, ctx = _run(resolved, dataset, tmp_path, checkpoint_every=0)
+    monkeypatch.undo()
+    assert reads == [] and len(ctx.metrics["loss"]) == 30

@@ -172,3 +172,17 @@ def test_ctrl_c_stops_bench_verify_and_its_workers_within_seconds(tmp_path):
     assert time.time() - started < 10, "bench verify waited for its workers"
     assert proc.returncode == 130 and "interrupted" in err
     assert _wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 10), "a worker outlived Ctrl-C"
+
+
+def test_deterministic_switch_is_recorded_and_changes_no_cpu_result(tmp_path):
+    """--deterministic reaches the runner through the environment (so subprocess and SLURM runs get
+    it too) and is written in the record's device field; on a CPU the numbers are the same."""
+    args = ["run", "--method", "dm", "--ipc", "1", *SMOKE, "--set", "iterations=3", "--eval-set", "epochs=20"]
+    plain = run_bench(*args, "--out", str(tmp_path / "plain"))
+    det = run_bench(*args, "--deterministic", "--out", str(tmp_path / "det"))
+    assert plain.returncode == 0 and det.returncode == 0, det.stderr
+    a, b = (json.loads(next((tmp_path / d).glob("runs/*/record.json")).read_text()) for d in ("plain", "det"))
+    assert a["device"]["deterministic"] is False and b["device"]["deterministic"] is True
+    assert b["device"]["cudnn_deterministic"] is True and b["device"]["cudnn_benchmark"] is False
+    assert a["run_id"] == b["run_id"] and a["metrics"]["loss"] == b["metrics"]["loss"]
+    assert a["accuracy"]["per_model"]["convnet3"]["last"] == b["accuracy"]["per_model"]["convnet3"]["last"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from tabulate import tabulate
 from bench.cli.common import add_run_selection, command, configs_from_args, prepare, print_summary
 from bench.cli.grid_args import spec_run_hook
 from bench.core.errors import BenchError
+from bench.core.seeding import DETERMINISTIC_ENV
 from bench.data.datasets import DATASETS
 from bench.dream.compose import INITIALISERS, SAMPLERS
 from bench.evaluation.evaluate import PROTOCOLS
@@ -40,6 +42,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     add_run_selection(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--force", action="store_true", help="rerun even when a record exists")
+    p.add_argument("--deterministic", action="store_true",
+                   help="GPU: deterministic cuDNN algorithms, no autotuning (slower; grid_sample's backward stays "
+                        "non-deterministic); recorded in each record's device field. CPU runs repeat either way")
     p.add_argument("--print-config", action="store_true", help="print the resolved configs and exit")
     p.add_argument("--executor", choices=["debug", "local", "slurm"],
                    help="run through submitit: debug (in-process), local (subprocesses), slurm (job arrays); "
@@ -88,6 +93,8 @@ def print_plan(resolved: list, out: Path) -> None:
 
 @command("run", "run methods on datasets (skips runs whose record exists)", _run_args)
 def cmd_run(args) -> int:
+    if args.deterministic:  # the runner reads it, here and in executors' subprocesses and jobs
+        os.environ[DETERMINISTIC_ENV] = "1"
     if args.executor == "slurm":
         require_slurm()  # one line, before anything is resolved or written
     if getattr(args, "table", None) or getattr(args, "fig", None):

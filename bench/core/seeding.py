@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -34,3 +35,29 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+DETERMINISTIC_ENV = "BENCH_DETERMINISTIC"
+
+
+def deterministic_requested() -> bool:
+    """``bench run --deterministic`` sets the variable, so runs in subprocesses and SLURM jobs (which
+    inherit the environment) apply it too."""
+    return os.environ.get(DETERMINISTIC_ENV, "0") in ("1", "true", "yes")
+
+
+def apply_determinism(on: bool) -> dict:
+    """Deterministic GPU algorithms where torch has them: cuDNN's deterministic convolutions, no
+    cuDNN autotuning, and ``torch.use_deterministic_algorithms`` in warn-only mode. What stays
+    non-deterministic on CUDA is what torch has no deterministic kernel for: ``grid_sample``'s
+    backward (DSA's scale and rotate, the synthetic images' gradient through them) and
+    ``index_put`` with accumulation warn instead of failing. A CPU run is deterministic either way.
+    ``on=False`` leaves torch's settings as they are (a notebook may have set them). Returns the
+    settings in force, for the record."""
+    if on:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    return {"deterministic": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark}

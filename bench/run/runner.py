@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.core.errors import BenchError
-from bench.core.seeding import seed_everything
+from bench.core.seeding import apply_determinism, deterministic_requested, seed_everything
 from bench.data.datasets import load_dataset
 from bench.run.config import ResolvedRun, RunConfig, resolve
 from bench.run.context import RunContext
@@ -50,11 +50,13 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
     if store.has_record(run_id) and not force:
         return store.read_record(run_id), False
     configure_threads()
+    determinism = apply_determinism(deterministic_requested())
     version = code_version()  # before the run: the code this process loaded (cached)
     dev = pick_device(device)
     dataset = load_dataset(resolved.config.dataset, data_root, resolved.data).to(dev)
     with store.running(run_id):
         record, synset, ctx = _distil(resolved, dataset, dev, store, version, checkpoint_every)
+        record["device"].update(determinism)
         if synset is not None:
             store.save_synset(run_id, synset)
             record["synset_file"] = "synset.pt"
