@@ -56,10 +56,11 @@ def distill(method: str, dataset: str, ipc: int, seed: int = 0, *, dream: bool =
 
 def evaluate(synset: SyntheticSet, dataset: str | ImageDataset | None = None, *, protocol: str | None = None,
              models: int | None = None, architectures: tuple[str, ...] = ("convnet3",), epochs: int | None = None,
-             seed: int = 0, data_root: str | Path | None = None, device: str = "auto",
+             seed: int = 0, data_root: str | Path | None = None, device: str = "auto", together: bool = False,
              **protocol_overrides) -> dict[str, Any]:
     """Train fresh networks on ``synset`` under an evaluation protocol (default: the method's own,
-    else ``dsa``) and test them. ``dataset`` defaults to the one ``distill`` used. Returns
+    else ``dsa``) and test them; ``together`` trains them at once (vmap; same accuracies up to float
+    rounding). ``dataset`` defaults to the one ``distill`` used. Returns
     {"mean", "std", "per_model": {architecture: [last-epoch accuracies]}, "protocol"}."""
     info = getattr(synset, "info", None) or {}
     config = info.get("config", {})
@@ -79,7 +80,8 @@ def evaluate(synset: SyntheticSet, dataset: str | ImageDataset | None = None, *,
     name = protocol or config.get("protocol", {}).get("name", "dsa")
     resolved_protocol = resolve_protocol(name, dataset.name, **overrides)
     dev = pick_device(device)
-    results = evaluate_synset(synset, dataset.to(dev), list(architectures), resolved_protocol, seed=seed, device=dev)
+    results = evaluate_synset(synset, dataset.to(dev), list(architectures), resolved_protocol, seed=seed, device=dev,
+                              together=together)
     per_model = {arch: [r.last for r in rs] for arch, rs in results.items()}
     mean, std = summary(per_model[architectures[0]])
     return {"mean": mean, "std": std, "per_model": per_model, "protocol": dataclasses.asdict(resolved_protocol)}

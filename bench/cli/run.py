@@ -17,7 +17,7 @@ from bench.core.errors import BenchError
 from bench.core.seeding import DETERMINISTIC_ENV
 from bench.data.datasets import DATASETS
 from bench.dream.compose import INITIALISERS, SAMPLERS
-from bench.evaluation.evaluate import PROTOCOLS
+from bench.evaluation.evaluate import PROTOCOLS, TOGETHER_ENV
 from bench.grid.launch import launch, require_slurm
 from bench.nets.models import MODELS
 from bench.report.aggregate import mean_spread, summarise
@@ -42,6 +42,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     add_run_selection(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--force", action="store_true", help="rerun even when a record exists")
+    p.add_argument("--eval-together", action="store_true",
+                   help="train each run's evaluation networks together (torch.func.vmap) instead of one after "
+                        "another: the same accuracies up to float rounding (bench speed --evaluation times both)")
     p.add_argument("--deterministic", action="store_true",
                    help="GPU: deterministic cuDNN algorithms, no autotuning (slower; grid_sample's backward stays "
                         "non-deterministic); recorded in each record's device field. CPU runs repeat either way")
@@ -95,6 +98,8 @@ def print_plan(resolved: list, out: Path) -> None:
 def cmd_run(args) -> int:
     if args.deterministic:  # the runner reads it, here and in executors' subprocesses and jobs
         os.environ[DETERMINISTIC_ENV] = "1"
+    if args.eval_together:
+        os.environ[TOGETHER_ENV] = "1"
     if args.executor == "slurm":
         require_slurm()  # one line, before anything is resolved or written
     if getattr(args, "table", None) or getattr(args, "fig", None):

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from bench.cli.common import command, split_list
 from bench.run.config import parse_overrides
 from bench.run.runner import configure_threads, pick_device
-from bench.run.timing import time_method, timing_dataset
+from bench.run.timing import time_evaluation, time_method, timing_dataset
 from methods import METHODS
 
 
@@ -36,6 +36,11 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="method parameter override for every cell, e.g. batch_real=128 (repeatable)")
     p.add_argument("--data-root", type=Path, help="load real MNIST/CIFAR-10 from here (default: random tensors)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    p.add_argument("--evaluation", action="store_true",
+                   help="time the evaluation instead: --networks fresh ConvNet-3s trained for --epochs epochs on "
+                        "IPC real images per class, one after another and together (vmap), with the speed-up")
+    p.add_argument("--networks", type=int, default=5, help="--evaluation: networks per evaluation (default 5)")
+    p.add_argument("--epochs", type=int, default=50, help="--evaluation: training epochs (default 50)")
     p.add_argument("--dream", action="store_true",
                    help="also time each method with DREAM (representative sampler + cluster init) and "
                         "report the clustering share of an iteration at I_int = 10")
@@ -45,6 +50,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 def cmd_speed(args) -> int:
     configure_threads()
     device = pick_device(args.device)
+    if args.evaluation:
+        return _time_evaluations(args, device)
     overrides = dict(parse_overrides(args.params, "--set"))
     methods = split_list(args.methods)
     for m in methods:
@@ -88,4 +95,25 @@ def cmd_speed(args) -> int:
     print(tabulate(rows, headers=["method", "input", "IPC", "mode", "s/iter (wall)", "CPU s/iter",
                                   "phases s/iter", "peak MB", "clustering share @I_int=10",
                                   "batched speed-up (wall)"]))
+    return 0
+
+
+def _time_evaluations(args, device) -> int:
+    """``bench speed --evaluation``: one-after-another against together, alternating per cell."""
+    rows = []
+    for i, ds_name in enumerate(split_list(args.datasets)):
+        dataset = timing_dataset(ds_name, args.data_root)
+        if i == 0:  # untimed warm-up: one-time set-up (thread pools, kernels) paid by neither side
+            time_evaluation(dataset, 1, 2, 1, True, device)
+            time_evaluation(dataset, 1, 2, 1, False, device)
+        for ipc in [int(x) for x in split_list(args.ipc)]:
+            alone = time_evaluation(dataset, ipc, args.networks, args.epochs, False, device)
+            together = time_evaluation(dataset, ipc, args.networks, args.epochs, True, device)
+            rows.append([f"{dataset.channels}x{dataset.size}x{dataset.size}", ipc, args.networks, args.epochs,
+                         f"{alone:.2f}", f"{together:.2f}", f"{alone / together:.2f}x"])
+            print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
+    print()
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, ConvNet-3, DSA protocol")
+    print(tabulate(rows, headers=["input", "IPC", "networks", "epochs", "one after another s", "together s",
+                                  "speed-up"]))
     return 0

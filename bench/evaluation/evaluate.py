@@ -16,6 +16,7 @@ stored too, labelled ``test_selected_best`` because it is chosen on the test set
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from bench.core.progress import progress_enabled
 from bench.core.registry import Registry
 from bench.core.seeding import seed_everything
 from bench.data.datasets import DATASETS
+from bench.evaluation.batched import train_and_test_together
 from bench.evaluation.train import TrainingDiverged, test_accuracy, train_network
 from bench.nets.augment import DC_PARAMS, DiffAugment
 from bench.nets.models import build_model
@@ -154,18 +156,43 @@ def train_and_test(model_name: str, images: torch.Tensor, labels: torch.Tensor, 
 
 
 def evaluate_synset(synset, dataset, model_names: list[str], protocol: EvalProtocol, seed: int,
-                    device: torch.device | str = "cpu") -> dict[str, list[ModelResult]]:
-    """``protocol.num_models`` fresh networks of every named model, each with its own derived seed."""
+                    device: torch.device | str = "cpu", together: bool | None = None) -> dict[str, list[ModelResult]]:
+    """``protocol.num_models`` fresh networks of every named model, each with its own derived seed:
+    one after another, or trained together (``together``; default: ``$BENCH_EVAL_TOGETHER``, see
+    bench/evaluation/batched.py), which gives the same accuracies up to float rounding."""
     images, labels = synset.training_tensors(dataset)
     images, labels = images.to(device), labels.to(device)
+    together = evaluate_together() if together is None else together
     results: dict[str, list[ModelResult]] = {}
     for m, name in enumerate(model_names):
+        seeds = [_eval_seed(seed, m, k) for k in range(protocol.num_models)]
+        if together and len(seeds) > 1:
+            results[name] = _train_together(name, images, labels, dataset, protocol, seeds, synset.pipeline)
+            continue
         results[name] = [
             train_and_test(name, images, labels, dataset, protocol, pipeline=synset.pipeline,
-                           seed=_eval_seed(seed, m, k), desc=f"eval {name} {k + 1}/{protocol.num_models}")
-            for k in range(protocol.num_models)
+                           seed=s, desc=f"eval {name} {k + 1}/{protocol.num_models}")
+            for k, s in enumerate(seeds)
         ]
     return results
+
+
+TOGETHER_ENV = "BENCH_EVAL_TOGETHER"
+
+
+def evaluate_together() -> bool:
+    """``bench run --eval-together`` sets it, so executors' subprocesses and jobs see it too."""
+    return os.environ.get(TOGETHER_ENV, "0") in ("1", "true", "yes")
+
+
+def _train_together(name, images, labels, dataset, protocol, seeds, pipeline) -> list[ModelResult]:
+    epochs = protocol.epochs + 1 if protocol.schedule == "half" else protocol.epochs
+    check_at = {round(epochs * k / protocol.test_checks) for k in range(1, protocol.test_checks + 1)}
+    test_x = dataset.normalise(dataset.test_images.to(images.device), pipeline)
+    results, seconds = train_and_test_together(
+        name, images, labels, dataset, protocol, seeds, test_x, dataset.test_labels.to(images.device), epochs,
+        lambda optimizer: _scheduler(protocol, optimizer, epochs), augmenter_for(protocol, dataset), check_at)
+    return [ModelResult(name, last, best, checks, seconds / len(seeds)) for last, best, checks in results]
 
 
 def _eval_seed(run_seed: int, model_index: int, repeat: int) -> int:

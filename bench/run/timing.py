@@ -14,7 +14,9 @@ import torch
 from bench.core.errors import BenchError
 from bench.core.seeding import seed_everything
 from bench.data.datasets import DATASETS, DataOptions, ImageDataset, load_dataset
+from bench.data.synset import SyntheticSet
 from bench.dream.representative import clustering_share_at
+from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
 from bench.run.config import RunConfig, resolve
 from bench.run.context import RunContext
 
@@ -102,3 +104,20 @@ def time_method(method: str, dataset, ipc: int, iterations: int, batched: bool |
     if "sampler" in ctx.metrics.get("dream", {}):
         out["dream_share"] = clustering_share_at(ctx, wall, interval=10)
     return out
+
+
+def time_evaluation(dataset, ipc: int, networks: int, epochs: int, together: bool, device: torch.device,
+                    protocol: str = "dsa", seed: int = 0) -> float:
+    """Wall seconds to train and test ``networks`` fresh ConvNet-3s for ``epochs`` epochs on a set of
+    ``ipc`` real images per class, one after another or together (vmap)."""
+    data = dataset.to(device)
+    picks = torch.cat([data.class_indices(c)[:ipc] for c in range(data.num_classes)])
+    synset = SyntheticSet(data.normalise(data.train_images[picks]), data.train_labels[picks].clone())
+    chosen = resolve_protocol(protocol, dataset.name, epochs=epochs, num_models=networks)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter()
+    evaluate_synset(synset, data, ["convnet3"], chosen, seed=seed, device=device, together=together)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - wall
