@@ -69,6 +69,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def _kind(r) -> tuple:
+    return r.label, r.config.dataset, r.config.ipc
+
+
+def _remaining(spent: dict, left: list) -> float:
+    """Seconds for the runs left: each at the mean of finished runs of its method, dataset and IPC,
+    or of all finished runs when none of its kind has finished yet."""
+    overall = statistics.fmean(t for times in spent.values() for t in times)
+    return sum(statistics.fmean(spent[_kind(r)]) if _kind(r) in spent else overall for r in left)
+
+
 def print_plan(resolved: list, out: Path) -> None:
     """Before a grid starts: its scale, what that means, and a cost estimate from the store's own
     earlier runs of the same method, dataset, IPC and scale (the only numbers measured here)."""
@@ -121,7 +132,7 @@ def cmd_run(args) -> int:
             print_summary(records)
         return status
     print_plan(resolved, args.out)
-    records, spent = [], []
+    records, spent = [], {}
     for i, r in enumerate(resolved, 1):
         print(f"[{i}/{len(resolved)}] {r.label} {r.config.dataset} ipc={r.config.ipc} seed={r.config.seed} "
               f"scale={r.config.scale} ({r.run_id})", flush=True)
@@ -130,10 +141,10 @@ def cmd_run(args) -> int:
         if not ran:
             print("  done already: record exists (use --force to rerun)", flush=True)
         else:
-            spent.append(time.perf_counter() - started)
-            left = len(resolved) - i
-            eta = f"; about {_duration(statistics.fmean(spent) * left)} for the {left} left" if left else ""
-            print(f"  {record['accuracy']['mean']:.2f} % in {_duration(spent[-1])}{eta}", flush=True)
+            spent.setdefault(_kind(r), []).append(time.perf_counter() - started)
+            left = resolved[i:]
+            eta = f"; about {_duration(_remaining(spent, left))} for the {len(left)} left" if left else ""
+            print(f"  {record['accuracy']['mean']:.2f} % in {_duration(spent[_kind(r)][-1])}{eta}", flush=True)
         records.append(record)
     print()
     print_summary(records)
