@@ -27,12 +27,15 @@ def suite(data_root, cifar_jpeg_root, tmp_path_factory, pytestconfig):
     # one single-threaded process per core, as `bench verify` does (the results do not depend on it);
     # each finished run is reported on the terminal at once (pytest would hold it until the end)
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
     total = sum(len(c.seeds) for c in EXPECTATIONS.cells)
     done, start = [], time.perf_counter()
 
     def progress(config, record):
         done.append(record)
-        if reporter is not None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():  # past pytest's capture, to the terminal now
             reporter.write_line(f"repro [{len(done)}/{total}] {record['config']['label']} {config.dataset} "
                                 f"seed {config.seed}: {record['accuracy']['mean']:.2f} % "
                                 f"({time.perf_counter() - start:.0f} s so far)")
