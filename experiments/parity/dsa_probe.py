@@ -17,6 +17,7 @@ AUTHORS = os.environ.get("VICO_REPO", "../authors/DatasetCondensation")
 sys.path.insert(0, AUTHORS)
 import torch  # noqa: E402
 import utils  # noqa: E402
+from probe_common import cpu_name, stats  # noqa: E402 (beside this script)
 
 COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
                                                         capture_output=True, text=True).stdout.strip()
@@ -24,9 +25,6 @@ torch.set_num_threads(1)
 B, C, H = 4, 3, 32
 
 
-def stats(t):
-    t = t.detach().double()
-    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
 
 
 def images():
@@ -77,8 +75,7 @@ out = {
                             "rand_saturation, rand_contrast, rand_crop, rand_cutout)",
                    "patches": "none needed (Siamese off: the in-place row copies are not reached)",
                    "torch": torch.__version__, "threads": 1,
-                   "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                if line.startswith("model name")), "unknown"),
+                   "cpu": cpu_name(),
                    "command": "VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py "
                               "tests/parity/dsa.json"},
     "inputs": {"images": "torch.manual_seed(3); torch.rand(4, 3, 32, 32)"},

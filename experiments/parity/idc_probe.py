@@ -23,6 +23,7 @@ sys.modules["efficientnet_pytorch"] = types.SimpleNamespace(EfficientNet=None)  
 import condense  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from probe_common import cpu_name, in_float64, stats  # noqa: E402 (beside this script)
 from models import convnet as CN  # noqa: E402
 
 COMMIT = os.environ.get("IDC_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
@@ -31,9 +32,6 @@ torch.set_num_threads(1)
 K, C, H, IPC, B, FACTOR, CLS = 10, 1, 28, 2, 8, 2, 1  # 10 classes: train_epoch reports top-5
 
 
-def stats(t):
-    t = t.detach().double()
-    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
 
 
 def net():
@@ -133,13 +131,6 @@ def init_weights():
     return {name: stats(p) for name, p in net().named_parameters()}
 
 
-def in_float64(fn):
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        return fn()
-    finally:
-        torch.set_default_dtype(before)
 
 
 def probes():
@@ -155,8 +146,7 @@ out = {
                    "patches": "sed: device='cuda' -> 'cpu', .cuda() -> .cpu() in every .py file; np.int( -> int( in misc/utils.py; an empty "
                               "efficientnet_pytorch module (an unused import of train.py)",
                    "torch": torch.__version__, "threads": 1,
-                   "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                if line.startswith("model name")), "unknown"),
+                   "cpu": cpu_name(),
                    "command": "IDC_REPO=../authors/IDC python experiments/parity/idc_probe.py tests/parity/idc.json"},
     "shapes": {"classes": K, "channels": C, "size": H, "ipc": IPC, "batch_real": B, "factor": FACTOR,
                "class": CLS, "weights_seed": 0, "real_seed": 1, "syn_seed": 2,

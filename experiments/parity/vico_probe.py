@@ -15,6 +15,7 @@ import networks
 import torch
 import torch.nn as nn
 import utils
+from probe_common import cpu_name, in_float64, stats  # noqa: E402 (beside this script)
 
 COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
                         capture_output=True, text=True).stdout.strip()
@@ -22,9 +23,6 @@ torch.set_num_threads(1)
 C, H, K, IPC, B = 1, 28, 3, 2, 8
 
 
-def stats(t):
-    t = t.detach().double()
-    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
 
 
 def inputs():
@@ -124,16 +122,6 @@ def init_weights():
     return {name: stats(p) for name, p in net().named_parameters()}
 
 
-def in_float64(fn):
-    """The same probe with float64 as the default dtype (weights, inputs, arithmetic): float32 sums
-    differ between CPUs (AVX2 vs AVX-512 kernels reorder them), float64 ones agree to ~1e-12, so
-    these are the values CI compares tightly on any machine."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        return fn()
-    finally:
-        torch.set_default_dtype(before)
 
 
 out = {
@@ -149,7 +137,6 @@ out = {
     "float64": {"init_weights": in_float64(init_weights), "dc_ours_step": in_float64(dc_step),
                 "dm_step": in_float64(dm_step)},
 }
-out["provenance"]["cpu"] = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                 if line.startswith("model name")), "unknown")
+out["provenance"]["cpu"] = cpu_name()
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 print(json.dumps({k: out[k] for k in ("dc_ours_step", "dm_step", "eval_schedule")}, indent=0)[:2500])

@@ -52,6 +52,7 @@ def test_our_default_differs_only_where_the_authors_pick_a_sample_twice(name, cl
     plain, _ = kmeans_select(_features(), clusters, per_cluster, seed=INPUTS["start_seed"], dedupe=False)
     picks, info = kmeans_select(_features(), clusters, per_cluster, seed=INPUTS["start_seed"], dedupe=True)
     ours, plain = picks.tolist(), plain.tolist()  # plain: the authors' handling, ties as above
+    assert len(plain) - len(set(plain)) == len(theirs) - len(set(theirs))  # the authors' duplicates, ours too
     assert len(set(ours)) == len(ours) and info["duplicates"] == len(plain) - len(set(plain))
     assert {i for i in plain if plain.count(i) == 1} <= set(ours)
     if info["duplicates"] == 0:

@@ -7,33 +7,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from bench.data.spec import DATASETS
 from bench.data.synset import decode_multi_formation
 from bench.evaluation.train import cutmix_cross_entropy
 from bench.nets.augment import CutMixDraw
-from bench.nets.models import build_model
 from methods.idc import match_loss
+from tests.parity.golden import PRECISIONS, close, precision_settings, seeded_convnet, stats
 
 GOLDEN = json.loads((Path(__file__).parent / "idc.json").read_text())
 S = GOLDEN["shapes"]
 K, C, H, IPC, B, FACTOR, CLS = S["classes"], S["channels"], S["size"], S["ipc"], S["batch_real"], S["factor"], S["class"]
-PRECISIONS = {"float32": (torch.float32, 1e-5, False), "float64": (torch.float64, 1e-9, True)}
 
 
 @pytest.fixture(params=list(PRECISIONS))
 def precision(request):
-    dtype, rtol, with_sum = PRECISIONS[request.param]
-    threads, before = torch.get_num_threads(), torch.get_default_dtype()
-    torch.set_num_threads(1)
-    torch.set_default_dtype(dtype)
-    yield SimpleNamespace(golden=GOLDEN[request.param], rtol=rtol, with_sum=with_sum)
-    torch.set_default_dtype(before)
-    torch.set_num_threads(threads)
+    yield from precision_settings(request.param, GOLDEN[request.param])
 
 
 def _theirs(name: str) -> str:
@@ -47,10 +38,7 @@ def _theirs(name: str) -> str:
 
 
 def _net():
-    spec = DATASETS.get("mnist")
-    shape = SimpleNamespace(spec=spec, channels=C, size=H, num_classes=K, name="mnist", resnet_branch=spec.resnet_branch)
-    torch.manual_seed(S["weights_seed"])
-    return build_model("convnet3", shape)
+    return seeded_convnet(S, K)
 
 
 def _inputs():
@@ -60,18 +48,6 @@ def _inputs():
     return real, torch.rand(IPC, C, H, H)
 
 
-def _stats(t):
-    t = t.detach().double()
-    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
-
-
-def _close(ours: dict, theirs: dict, p):
-    assert ours["norm"] == pytest.approx(theirs["norm"], rel=p.rtol, abs=p.rtol / 10)
-    assert ours["slice"] == pytest.approx(theirs["slice"], rel=p.rtol, abs=p.rtol / 10)
-    if p.with_sum:
-        assert ours["sum"] == pytest.approx(theirs["sum"], rel=p.rtol, abs=p.rtol * theirs["norm"])
-
-
 def _crop_major(decoded: torch.Tensor, n: int) -> torch.Tensor:
     """Ours keeps the crops of one image together; the authors' decode_zoom puts crop (0, 0) of every
     image first. The same images in another order: reordered here to compare element by element."""
@@ -79,10 +55,10 @@ def _crop_major(decoded: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def test_network_weights_from_a_seed_are_the_authors(precision):
-    ours = {_theirs(name): _stats(p) for name, p in _net().named_parameters()}
+    ours = {_theirs(name): stats(p) for name, p in _net().named_parameters()}
     assert set(ours) == set(precision.golden["init_weights"])
     for name, theirs in precision.golden["init_weights"].items():
-        _close(ours[name], theirs, precision)
+        close(ours[name], theirs, precision)
 
 
 def test_multi_formation_decode(precision):
@@ -91,7 +67,7 @@ def test_multi_formation_decode(precision):
     golden = precision.golden["decode"]
     assert list(decoded.shape) == golden["shape"]
     reordered = _crop_major(decoded, IPC)
-    _close(_stats(reordered), golden["images"], precision)
+    close(stats(reordered), golden["images"], precision)
     assert reordered.double().flatten(1).sum(1).tolist() == pytest.approx(golden["per_image_sums"], rel=precision.rtol)
 
 
@@ -108,9 +84,9 @@ def test_matching_loss_and_one_image_step(precision, metric):
     assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
     opt.zero_grad()
     loss.backward(inputs=[base])
-    _close(_stats(base.grad), golden["grad"], precision)
+    close(stats(base.grad), golden["grad"], precision)
     opt.step()
-    _close(_stats(base), golden["images_after_step"], precision)
+    close(stats(base), golden["images_after_step"], precision)
 
 
 def test_one_network_update(precision):
@@ -125,8 +101,8 @@ def test_one_network_update(precision):
     opt.step()
     golden = precision.golden["network_step"]
     for name, p in net.named_parameters():
-        _close(_stats(p), golden["weights_after_step"][_theirs(name)], precision)
-    _close(_stats(net(real)), golden["logits_after_step"], precision)
+        close(stats(p), golden["weights_after_step"][_theirs(name)], precision)
+    close(stats(net(real)), golden["logits_after_step"], precision)
 
 
 def test_one_network_update_with_cutmix_at_the_authors_draw(precision):
@@ -147,4 +123,4 @@ def test_one_network_update_with_cutmix_at_the_authors_draw(precision):
     loss.backward()
     opt.step()
     for name, p in net.named_parameters():
-        _close(_stats(p), golden["weights_after_step"][_theirs(name)], precision)
+        close(stats(p), golden["weights_after_step"][_theirs(name)], precision)

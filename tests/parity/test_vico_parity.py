@@ -7,52 +7,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from bench.data.spec import DATASETS
 from bench.evaluation.evaluate import _scheduler, resolve_protocol
 from bench.nets.matching import per_class_matching_loss
-from bench.nets.models import build_model
 from methods.dm import dm_loss
+from tests.parity.golden import PRECISIONS, close, precision_settings, seeded_convnet, stats
 
 GOLDEN = json.loads((Path(__file__).parent / "vico.json").read_text())
 S = GOLDEN["shapes"]
 K, IPC, B, C, H = S["classes"], S["ipc"], S["batch_real"], S["channels"], S["size"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the values were recorded with one thread (sums reorder with more)
-    yield
-    torch.set_num_threads(before)
-
-
-# float32: loss, norms and slices to rtol 1e-5. The plain sum of a gradient (terms of both signs) is
-# compared only in float64: in float32 it moves by 5e-4 between CPUs (measured: 27.338 on the
-# machine that first recorded it, 27.325 on an AMD EPYC, where the authors' code and ours agree
-# bit for bit). float64: weights, inputs and arithmetic in double, everything to rtol 1e-9.
-PRECISIONS = {"float32": (torch.float32, GOLDEN, 1e-5, False),
-              "float64": (torch.float64, GOLDEN["float64"], 1e-9, True)}
-
-
 @pytest.fixture(params=list(PRECISIONS))
 def precision(request):
-    dtype, golden, rtol, with_sum = PRECISIONS[request.param]
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # the probe builds weights and inputs under the same default
-    yield SimpleNamespace(golden=golden, rtol=rtol, with_sum=with_sum)
-    torch.set_default_dtype(before)
+    yield from precision_settings(request.param, GOLDEN if request.param == "float32" else GOLDEN["float64"])
 
 
 def _net():
-    spec = DATASETS.get("mnist")
-    shape = SimpleNamespace(spec=spec, channels=C, size=H, num_classes=K, name="mnist", resnet_branch=spec.resnet_branch)
-    torch.manual_seed(S["weights_seed"])
-    return build_model("convnet3", shape)
+    return seeded_convnet(S, K)
 
 
 def _inputs():
@@ -62,23 +37,11 @@ def _inputs():
     return real, torch.randn(K * IPC, C, H, H)
 
 
-def _stats(t):
-    t = t.detach().double()
-    return {"sum": float(t.sum()), "norm": float(t.norm()), "slice": t.flatten()[:6].tolist()}
-
-
-def _close(ours: dict, theirs: dict, p: SimpleNamespace):
-    assert ours["norm"] == pytest.approx(theirs["norm"], rel=p.rtol, abs=p.rtol / 10)
-    assert ours["slice"] == pytest.approx(theirs["slice"], rel=p.rtol, abs=p.rtol / 10)
-    if p.with_sum:
-        assert ours["sum"] == pytest.approx(theirs["sum"], rel=p.rtol, abs=p.rtol * theirs["norm"])
-
-
 def test_network_weights_from_a_seed_are_the_authors(precision):
-    ours = {name: _stats(p) for name, p in _net().named_parameters()}
+    ours = {name: stats(p) for name, p in _net().named_parameters()}
     assert list(ours) == list(precision.golden["init_weights"])
     for name, theirs in precision.golden["init_weights"].items():
-        _close(ours[name], theirs, precision)
+        close(ours[name], theirs, precision)
 
 
 def test_dc_ours_distance_and_one_image_step(precision):
@@ -91,9 +54,9 @@ def test_dc_ours_distance_and_one_image_step(precision):
     assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
     opt.zero_grad()
     loss.backward()
-    _close(_stats(images.grad), golden["grad"], precision)
+    close(stats(images.grad), golden["grad"], precision)
     opt.step()
-    _close(_stats(images), golden["images_after_step"], precision)
+    close(stats(images), golden["images_after_step"], precision)
 
 
 @pytest.mark.parametrize("batched", [False, True])
@@ -110,9 +73,9 @@ def test_dm_loss_and_one_image_step(precision, batched):
     assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
     opt.zero_grad()
     loss.backward()
-    _close(_stats(images.grad), golden["grad"], precision)
+    close(stats(images.grad), golden["grad"], precision)
     opt.step()
-    _close(_stats(images), golden["images_after_step"], precision)
+    close(stats(images), golden["images_after_step"], precision)
 
 
 def test_dsa_protocol_learning_rate_per_epoch_and_momentum_restart():
