@@ -156,6 +156,18 @@ def _progress(store: RunStore, run_id: str) -> str:
     return ""
 
 
+def _never_submitted(store: RunStore, stale: StaleIndex, r, running: dict | None) -> CellStatus:
+    """A run no executor holds: interrupted (its marker outlived its process), stale or missing."""
+    if running is not None:  # its process ended without a record: killed
+        return CellStatus(r.run_id, "missing", None, f"interrupted: pid {running['pid']} ended without a record"
+                          + _progress(store, r.run_id) + "; rerun to continue")
+    old = stale.stale_for(r)
+    if old:
+        return CellStatus(r.run_id, "stale", None, f"{len(old)} record(s) of an older config: "
+                          f"{', '.join(rec['run_id'] for rec in old)}; rerun to replace")
+    return CellStatus(r.run_id, "missing")
+
+
 def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> list[CellStatus]:
     """The state of each resolved run, from the store, the job index, squeue and the job folders."""
     store, index = RunStore(out), JobIndex(out)
@@ -177,14 +189,7 @@ def cell_statuses(resolved: Sequence, out: Path | str, log_lines: int = 5) -> li
                                        + _progress(store, run_id)))
             continue
         if entry is None:
-            if running is not None:  # its process ended without a record: killed
-                statuses.append(CellStatus(run_id, "missing", None, f"interrupted: pid {running['pid']} ended without a "
-                                           "record" + _progress(store, run_id) + "; rerun to continue"))
-                continue
-            old = stale.stale_for(r)
-            statuses.append(CellStatus(run_id, "stale", None, f"{len(old)} record(s) of an older config: "
-                                       f"{', '.join(rec['run_id'] for rec in old)}; rerun to replace")
-                            if old else CellStatus(run_id, "missing"))
+            statuses.append(_never_submitted(store, stale, r, running))
             continue
         executor = entry.get("executor")
         if executor == "local" and job_id is None:  # waiting in a `bench run --executor local` queue
