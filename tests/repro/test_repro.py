@@ -71,12 +71,13 @@ def test_paper_ordering(suite, check):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check", [o.name for o in EXPECTATIONS.orders if o.known_failure])
-def test_known_failure_still_fails(suite, check):
+def test_known_failures_still_fail(suite):
     """A claim measured not to hold at this budget stays reported; if it starts to hold, the
-    expectations file is out of date (a strict xfail)."""
-    row = suite[0][check]
-    assert not row.passed, f"{check} now holds ({row.measured}): drop its known_failure in expected.toml"
+    expectations file is out of date (a strict xfail). One test over all of them, so an empty list
+    (none since DSA's ops were made the authors') is a pass, not a skipped parametrisation."""
+    for check in (o.name for o in EXPECTATIONS.orders if o.known_failure):
+        row = suite[0][check]
+        assert not row.passed, f"{check} now holds ({row.measured}): drop its known_failure in expected.toml"
 
 
 def test_a_bad_expectations_file_is_one_clear_error(tmp_path):
