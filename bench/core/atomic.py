@@ -9,6 +9,7 @@ import errno
 import os
 import shutil
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -80,3 +81,14 @@ def atomic_folder(path: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` so it is kept for inspection but never
+    read again; None when another reader moved it first."""
+    aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None
+    return aside

@@ -63,7 +63,8 @@ def train_network(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
             loss, x, out = cutmix_cross_entropy(forward, x, y, cutmix_p)
             if extra_loss is not None:
                 loss = loss + extra_loss(x, out)
-            finite &= torch.isfinite(loss.detach())
+            if check_finite:
+                finite &= torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

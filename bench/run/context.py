@@ -10,13 +10,12 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from bench.core.atomic import atomic_torch_save
+from bench.core.atomic import atomic_torch_save, move_aside
 from bench.core.errors import BenchError
 from bench.core.progress import progress_enabled
 from bench.core.seeding import capture_rng_state, restore_rng_state
@@ -90,11 +89,10 @@ class Checkpointer:
                 raise ValueError(f"missing {', '.join(missing)}")
             return payload
         except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
-            aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
-            os.replace(path, aside)
+            aside = move_aside(path)
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-            print(f"warning: damaged checkpoint {path} ({type(exc).__name__}: {first}) moved aside to {aside.name}",
-                  file=sys.stderr, flush=True)
+            where = f"moved aside to {aside.name}" if aside else "already moved aside"
+            print(f"warning: damaged checkpoint {path} ({type(exc).__name__}: {first}) {where}", file=sys.stderr, flush=True)
             return None
 
     def remove(self) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.core.atomic import atomic_torch_save, atomic_write_text
+from bench.core.atomic import atomic_torch_save, atomic_write_text, move_aside
 from bench.core.errors import BenchError
 from bench.core.version import __version__
 
@@ -131,10 +131,8 @@ class RunStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-            aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
-            try:
-                os.replace(path, aside)
-            except FileNotFoundError:  # another reader moved it first
+            aside = move_aside(path)
+            if aside is None:  # another reader moved it first
                 return None
             print(f"warning: corrupt record {path} ({str(exc).splitlines()[0][:120]}) moved aside to {aside.name}; "
                   "its run will be redone", file=sys.stderr)
