@@ -4,4 +4,6 @@ from methods import coresets  # noqa: F401
 from methods import dc  # noqa: F401
 from methods import dm  # noqa: F401
 from methods import idc  # noqa: F401
+from methods import mtt  # noqa: F401
+from methods import tesla  # noqa: F401
 from methods.base import METHODS, Method  # noqa: F401

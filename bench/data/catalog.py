@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bench.data.loaders import _load_cifar10_jpeg, _load_digits, _load_svhn, _load_tinyimagenet, _load_train_flag
+from bench.data.loaders import (
+    _load_cifar10_jpeg,
+    _load_digits,
+    _load_imagenet_downsampled,
+    _load_imagenet_full,
+    _load_svhn,
+    _load_tinyimagenet,
+    _load_train_flag,
+)
 from bench.data.spec import DATASETS, DatasetSpec
 
 # DC's own protocol on digits: 1000 epochs with the DC paper's crop/scale/rotate augmentation.
@@ -13,6 +21,7 @@ _IDC_MNIST_PROTOCOL = {"cutmix_p": 0.0, "augment": "idc:color_crop_scale_rotate"
 # ... and in distillation: matching augmentation without cutout, no CutMix in network updates.
 _IDC_MNIST_MULTI_FORMATION = {"match_aug": "color_crop", "mix_p": 0.0}
 
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 _MNIST_FILES = tuple(
     f"{{cls}}/raw/{n}" for n in (
@@ -55,6 +64,14 @@ for _spec in (
                 "tinyimagenet", ("tiny-imagenet-200/train/", "tiny-imagenet-200/val/val_annotations.txt"),
                 _load_tinyimagenet, downloadable=False, dream_batch_real=64, display="TinyImageNet",
                 idc_n_data=1000, idc_lr_img_at_ipc={50: 1e-6}),
+    # ImageNet-1K at 64x64 in TESLA's setting (Table 6): the pre-downsampled ImageFolder copy TESLA
+    # reads, and the full-size set through torchvision's ImageNet class, downsampled the same way.
+    DatasetSpec("imagenet1k", 3, 64, 1000, *_IMAGENET_STATS, None, None, "imagenet1k",
+                ("64/train/<wnid>/", "64/val/<wnid>/"), _load_imagenet_downsampled,
+                downloadable=False, display="ImageNet-1K"),
+    DatasetSpec("imagenet", 3, 64, 1000, *_IMAGENET_STATS, None, None, "imagenet",
+                ("ILSVRC2012_devkit_t12.tar.gz or meta.bin", "train/", "val/"),
+                _load_imagenet_full, downloadable=False, display="ImageNet-1K (full size, read at 64x64)"),
     DatasetSpec("digits", 1, 8, 10, (0.3056,), (0.3760,), None, None, "digits", (),
                 _load_digits, dsa_strategy="color_crop_cutout_scale_rotate", idc_metric="l1",
                 downloadable=False, protocol_overrides={"dc": _DC_DIGIT_PROTOCOL}, idc_lr_img=1e-4),

@@ -139,10 +139,80 @@ def _image_folder_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor, lis
     """Decode an ImageFolder tree into one uint8 tensor with torchvision's own class."""
     from torchvision.datasets import ImageFolder  # deferred: heavy, needed only to decode an archive
 
-    dataset = ImageFolder(str(folder))
-    images = np.stack([np.asarray(dataset.loader(path).convert("RGB")) for path, _ in dataset.samples])
+    return _decode_samples(ImageFolder(str(folder)))
+
+
+def _decode_samples(dataset, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every sample of a torchvision folder dataset (``ImageFolder``, ``ImageNet``) as RGB uint8,
+    resized to ``size`` x ``size`` first when given (box filter: the downsampled-ImageNet recipe)."""
+    def decode(path: str) -> np.ndarray:
+        image = dataset.loader(path).convert("RGB")
+        if size is not None and image.size != (size, size):
+            image = image.resize((size, size), Image.BOX)
+        return np.asarray(image)
+
+    images = np.stack([decode(path) for path, _ in dataset.samples])
     labels = torch.tensor([label for _, label in dataset.samples])
     return _as_nchw_uint8(images), labels, list(dataset.classes)
+
+
+def _folder_key(name: str, *paths: Path) -> str:
+    """A cache key that changes when the folders are replaced or touched."""
+    stamp = "".join(f"{p.resolve()}:{p.stat().st_mtime_ns}" for p in paths)
+    return f"{name}-{hashlib.md5(stamp.encode()).hexdigest()[:12]}"
+
+
+def _check_shape(spec: DatasetSpec, where: Path, splits: RawSplits) -> RawSplits:
+    got = tuple(splits.train_images.shape[1:])
+    want = (spec.channels, spec.size, spec.size)
+    if got != want:
+        raise BenchError(f"dataset {spec.name!r}: images under {where} are {got[1]}x{got[2]}, expected "
+                         f"{spec.size}x{spec.size} (a pre-downsampled copy, as TESLA reads it)")
+    if len(splits.classes) != spec.num_classes:
+        raise BenchError(f"dataset {spec.name!r}: {len(splits.classes)} class folders under {where}, "
+                         f"expected {spec.num_classes}")
+    return splits
+
+
+def _load_imagenet_downsampled(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    """ImageNet-1K pre-downsampled to 64x64, as TESLA's ``get_dataset('ImageNet')`` reads it:
+    ``<data root>/imagenet1k/64/train/<wnid>/*`` and ``.../64/val/<wnid>/*`` through ``ImageFolder``
+    (ToTensor and ImageNet mean/std only, no resize). All images are decoded into memory: 1.28 M
+    images take 15.7 GB as uint8."""
+    top = root / str(spec.size)
+    if not (top / "train").is_dir() or not (top / "val").is_dir():
+        raise _missing_error(spec, root)
+
+    def build() -> RawSplits:
+        try:
+            train_x, train_y, classes = _image_folder_tensors(top / "train")
+            test_x, test_y, test_classes = _image_folder_tensors(top / "val")
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"dataset {spec.name!r}: files under {top} are corrupt ({exc})") from None
+        if test_classes != classes:
+            raise BenchError(f"dataset {spec.name!r}: train/ and val/ under {top} hold different class folders")
+        return _check_shape(spec, top, RawSplits(train_x, train_y, test_x, test_y, classes))
+
+    return _cached(_folder_key(spec.name, top / "train", top / "val"), build)
+
+
+def _load_imagenet_full(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
+    """The full-size ImageNet-1K through torchvision's ``ImageNet`` class (its devkit archive or its
+    parsed ``meta.bin``, and the ``train``/``val`` folders it builds), each image box-downsampled to
+    ``spec.size`` on load, the same recipe as the pre-downsampled copy."""
+    from torchvision.datasets import ImageNet  # deferred: heavy, needed only here
+
+    top = root
+    try:
+        splits = [ImageNet(str(top), split=split) for split in ("train", "val")]
+    except (RuntimeError, FileNotFoundError) as exc:  # torchvision: archive or meta file missing
+        raise _missing_error(spec, root, str(exc).splitlines()[0]) from None
+
+    def build() -> RawSplits:
+        (train_x, train_y, classes), (test_x, test_y, _) = (_decode_samples(s, spec.size) for s in splits)
+        return _check_shape(spec, top, RawSplits(train_x, train_y, test_x, test_y, classes))
+
+    return _cached(_folder_key(f"{spec.name}{spec.size}", top / "train", top / "val"), build)
 
 
 def _cached(key: str, build: Callable[[], RawSplits]) -> RawSplits:

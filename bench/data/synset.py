@@ -35,6 +35,9 @@ class SyntheticSet:
     space: str = "normalized"
     factor: int = 1
     pipeline: str = "vico"  # which normalisation statistics apply (CIFAR100 differs, see datasets)
+    # a learning rate distilled with the images (MTT/TESLA's synthetic lr): the evaluation trains
+    # with it under a protocol that asks for it (``learned_lr``); None for every other method
+    lr: float | None = None
     # where the set came from (bench.distill fills it: resolved config, metrics); never stored with it
     info: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -46,12 +49,13 @@ class SyntheticSet:
         images = decode_multi_formation(images, self.factor)
         if self.space == "unit":
             images = dataset.normalise(images, self.pipeline)
-        labels = self.labels.repeat_interleave(self.factor * self.factor)
+        # hard labels (N,) or soft ones (N, classes): TESLA's expert probabilities
+        labels = self.labels.repeat_interleave(self.factor * self.factor, dim=0)
         return images, labels
 
     def state(self) -> dict:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "space": self.space,
-                "factor": self.factor, "pipeline": self.pipeline}
+                "factor": self.factor, "pipeline": self.pipeline, "lr": self.lr}
 
     @classmethod
     def from_state(cls, state: dict) -> "SyntheticSet":

@@ -4,6 +4,8 @@
   wd 5e-4, E+1 epochs with lr x0.1 after epoch E//2, per-sample DSA augmentation, 1000 epochs.
 * ``dc``: DC's own variant: 300 epochs without augmentation, except MNIST (1000 epochs with the DC
   paper's crop/scale/rotate augmentation).
+* ``mtt``: MTT/TESLA's (VICO's ``evaluate_synset`` again): ``dsa`` with the lr distilled with the
+  set instead of 0.01.
 * ``idc``: the IDC/DREAM protocol (``test.py``/``train.py``): batch 64, MultiStepLR at 2E/3 and 5E/6
   with gamma 0.2, IDC-style DiffAug per sample (cutout dropped because CutMix is on) + CutMix p=0.5,
   tested at E/4, E/2, 3E/4 and E. MNIST: no CutMix and DSA ``color_crop_scale_rotate`` (the
@@ -50,11 +52,14 @@ class EvalProtocol:
     cutmix_p: float = 0.0
     num_models: int = 3  # freshly initialised networks per run
     test_checks: int = 1  # test-set checks spread evenly over training, the last at the end
+    learned_lr: bool = False  # train with the lr distilled with the set (SyntheticSet.lr) when it has one
 
 
 PROTOCOLS.register("dsa")(EvalProtocol("dsa"))
 PROTOCOLS.register("dc")(EvalProtocol("dc", epochs=300, augment="none"))
 PROTOCOLS.register("idc")(EvalProtocol("idc", batch_size=64, schedule="idc", augment="idc", cutmix_p=0.5, test_checks=4))
+# MTT/TESLA (their utils.evaluate_synset, VICO's): the DSA protocol with the learned synthetic lr
+PROTOCOLS.register("mtt")(EvalProtocol("mtt", learned_lr=True))
 
 
 def resolve_protocol(name: str, dataset_name: str, **overrides) -> EvalProtocol:
@@ -162,6 +167,8 @@ def evaluate_synset(synset, dataset, model_names: list[str], protocol: EvalProto
     bench/evaluation/batched.py), which gives the same accuracies up to float rounding."""
     images, labels = synset.training_tensors(dataset)
     images, labels = images.to(device), labels.to(device)
+    if protocol.learned_lr and synset.lr is not None:
+        protocol = dataclasses.replace(protocol, lr=float(synset.lr))
     together = evaluate_together() if together is None else together
     results: dict[str, list[ModelResult]] = {}
     for m, name in enumerate(model_names):

@@ -23,6 +23,7 @@ from bench.data.synset import SyntheticSet
 from bench.dream.compose import INITIALISERS, SAMPLERS
 from bench.dream.diagnostics import track_synthetic
 from bench.evaluation.evaluate import evaluate_synset
+from bench.run.experts import ExpertSpec, ExpertStore, ensure_experts
 from bench.nets.models import build_model
 
 
@@ -110,6 +111,8 @@ class RunContext:
     metrics: dict = field(default_factory=dict)
     timer: PhaseTimer = field(default_factory=PhaseTimer)
     _sampler: object = None
+    # the results store this run belongs to: shared artefacts (expert trajectories) live under it
+    store_root: Path | None = None
 
     def __post_init__(self) -> None:
         self.checkpointer = Checkpointer(self.run_dir / "checkpoint.pt", self.checkpoint_every)
@@ -208,6 +211,12 @@ class RunContext:
         raise DivergenceError(f"{where} became non-finite at iteration {iteration}; {kept}; no record written")
 
     # ---------------------------------------------------------------- artefacts
+    def expert_trajectories(self, spec: ExpertSpec, count: int) -> ExpertStore:
+        """``count`` stored experts of ``spec`` (trained here first when missing, resumable), under
+        the run's store (``./results`` for a run outside one, as a notebook's ``bench.distill``)."""
+        with self.timer("experts"):
+            return ensure_experts(self.store_root or Path("results"), spec, count, self.dataset, self.device)
+
     def save_artifact(self, name: str, obj, what: str) -> None:
         """A file beside the run's record (written atomically) that figures read back, e.g. the
         initialiser's own clusters for Fig 2d; the record lists it under ``metrics.artifacts``."""

@@ -72,7 +72,7 @@ def _distil(resolved: ResolvedRun, dataset, dev: torch.device, store: RunStore, 
     started = datetime.now(timezone.utc)
     seed_everything(resolved.config.seed)
     every = checkpoint_every if checkpoint_every is not None else getattr(resolved.params, "checkpoint_every", 0)
-    ctx = RunContext(resolved, dataset, dev, store.run_dir(run_id), checkpoint_every=every)
+    ctx = RunContext(resolved, dataset, dev, store.run_dir(run_id), checkpoint_every=every, store_root=store.root)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     synset, fields = TASKS.get(resolved.config.task)().run(resolved, ctx, dataset, dev)
