@@ -104,11 +104,13 @@ class MTT(Method):
         return d
 
     @staticmethod
-    def expert_spec(ctx) -> ExpertSpec:
-        p = ctx.params
-        return ExpertSpec(dataset=ctx.dataset.name, data_variant=ctx.dataset.variant, model=ctx.config.model,
+    def expert_spec(resolved) -> tuple[ExpertSpec, int]:
+        """(the experts a resolved run reads, how many): what ``bench experts`` trains ahead."""
+        p = resolved.params
+        spec = ExpertSpec(dataset=resolved.config.dataset, data_variant=resolved.data.describe(), model=resolved.config.model,
                           epochs=p.expert_train_epochs, lr=p.expert_lr, batch=p.expert_batch, momentum=p.expert_momentum,
                           weight_decay=p.expert_weight_decay, augment="dsa" if p.dsa else "none")
+        return spec, p.num_experts
 
     # The two places TESLA differs -----------------------------------------------------------
     def targets(self, p, model: FlatNetwork, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,7 @@ class MTT(Method):
     def run(self, ctx) -> SyntheticSet:
         p = ctx.params
         dataset = ctx.dataset
-        experts = ctx.expert_trajectories(self.expert_spec(ctx), p.num_experts)
+        experts = ctx.expert_trajectories(*self.expert_spec(ctx.resolved))
         synset = ctx.initialise(space="normalized")
         image_syn = synset.images.detach().clone().requires_grad_(True)
         syn_lr = torch.tensor(p.lr_teacher, device=ctx.device).requires_grad_(True)
@@ -153,6 +155,9 @@ class MTT(Method):
                 image_syn.grad, syn_lr.grad = image_grad, lr_grad
                 opt_img.step()
                 opt_lr.step()
+            if p.lr_lr and float(syn_lr) <= 0:  # a host read, only when the lr is learned at all
+                raise BenchError(f"the synthetic lr became {float(syn_lr):.3g} <= 0 at iteration {it} "
+                                 f"(lr_lr {p.lr_lr:g} is too large here; try --set lr_lr=...); no record written")
             ctx.log_loss(it, loss, image_syn.detach())
             if ctx.curve_due(it, p.iterations):
                 ctx.evaluate_curve_point(it, current())

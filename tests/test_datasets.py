@@ -132,3 +132,56 @@ def test_cifar10_jpeg_real_archive(cifar_jpeg_root):
     d = load_dataset("cifar10-jpeg", cifar_jpeg_root, DataOptions(max_train_per_class=10, max_test_per_class=10))
     assert d.class_names[:3] == ["airplane", "automobile", "bird"]
     assert d.train_images.shape == (100, 3, 32, 32) and d.test_images.shape == (100, 3, 32, 32)
+
+
+def _image_folder(top: Path, wnids: list[str], per_class: int, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for wnid in wnids:
+        (top / wnid).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(top / wnid / f"{wnid}_{i}.png")
+
+
+WNIDS = ["n01440764", "n01443537", "n01484850"]
+
+
+def test_imagenet1k_64x64_image_folder_as_tesla_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    top = tmp_path / "imagenet1k" / "64"
+    _image_folder(top / "train", WNIDS, 4, 64, 0)
+    _image_folder(top / "val", WNIDS, 2, 64, 1)
+    d = load_dataset("imagenet1k", tmp_path)
+    assert d.train_images.shape == (12, 3, 64, 64) and d.test_images.shape == (6, 3, 64, 64)
+    assert d.class_names == WNIDS and d.train_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    first = np.asarray(Image.open(top / "train" / WNIDS[0] / f"{WNIDS[0]}_0.png"))
+    assert torch.equal(d.train_images[0], torch.from_numpy(first).permute(2, 0, 1).float() / 255)
+
+
+def test_imagenet1k_wrong_size_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    top = tmp_path / "imagenet1k" / "64"
+    _image_folder(top / "train", WNIDS, 1, 32, 0)
+    _image_folder(top / "val", WNIDS, 1, 32, 1)
+    with pytest.raises(BenchError, match=r"are 32x32, expected 64x64"):
+        load_dataset("imagenet1k", tmp_path)
+
+
+def test_full_size_imagenet_through_torchvisions_class(tmp_path, monkeypatch):
+    """torchvision's ImageNet class reads a parsed root (meta.bin, train/, val/); images of any
+    size are box-downsampled to 64x64 on load."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    top = tmp_path / "imagenet"
+    _image_folder(top / "train", WNIDS, 2, 96, 0)
+    _image_folder(top / "val", WNIDS, 1, 80, 1)
+    torch.save(({w: (f"class {w}",) for w in WNIDS}, WNIDS), top / "meta.bin")
+    d = load_dataset("imagenet", tmp_path)
+    assert d.train_images.shape == (6, 3, 64, 64) and d.test_images.shape == (3, 3, 64, 64)
+    assert d.class_names == WNIDS
+    big = Image.open(top / "train" / WNIDS[0] / f"{WNIDS[0]}_0.png").convert("RGB").resize((64, 64), Image.BOX)
+    assert torch.equal(d.train_images[0], torch.from_numpy(np.asarray(big)).permute(2, 0, 1).float() / 255)
+
+
+def test_full_size_imagenet_missing_devkit_one_line(tmp_path):
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    with pytest.raises(BenchError, match=r"dataset 'imagenet': files not found .*meta.bin"):
+        load_dataset("imagenet", tmp_path)

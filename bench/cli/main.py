@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from bench.cli import run, speed, status, tables, verify  # noqa: F401  (each registers its commands)
+from bench.cli import experts, run, speed, status, tables, verify  # noqa: F401  (each registers its commands)
 from bench.cli.common import COMMANDS
 from bench.core.errors import BenchError
 from bench.run.store import code_version
