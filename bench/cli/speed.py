@@ -12,6 +12,8 @@ the run, minus the resident size before it.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -20,7 +22,7 @@ from tabulate import tabulate
 from bench.cli.common import command, split_list
 from bench.run.config import parse_overrides
 from bench.run.runner import configure_threads, pick_device
-from bench.run.timing import time_evaluation, time_method, timing_dataset
+from bench.run.timing import meta_gradient_memory, time_evaluation, time_method, timing_dataset
 from methods import METHODS
 
 
@@ -41,6 +43,11 @@ def _args(p: argparse.ArgumentParser) -> None:
                         "IPC real images per class, one after another and together (vmap), with the speed-up")
     p.add_argument("--networks", type=int, default=5, help="--evaluation: networks per evaluation (default 5)")
     p.add_argument("--epochs", type=int, default=50, help="--evaluation: training epochs (default 50)")
+    p.add_argument("--trajectory-memory", action="store_true",
+                   help="MTT against TESLA instead: peak memory and time of one meta-gradient for each "
+                        "--syn-steps (each cell in a fresh process), random images, ConvNet-3")
+    p.add_argument("--syn-steps", default="5,10,20,40", help="--trajectory-memory: student steps (default 5,10,20,40)")
+    p.add_argument("--batch-syn", type=int, default=0, help="--trajectory-memory: images per student step (0: all)")
     p.add_argument("--dream", action="store_true",
                    help="also time each method with DREAM (representative sampler + cluster init) and "
                         "report the clustering share of an iteration at I_int = 10")
@@ -52,6 +59,8 @@ def cmd_speed(args) -> int:
     device = pick_device(args.device)
     if args.evaluation:
         return _time_evaluations(args, device)
+    if args.trajectory_memory:
+        return _trajectory_memory(args, device)
     overrides = dict(parse_overrides(args.params, "--set"))
     methods = split_list(args.methods)
     for m in methods:
@@ -116,4 +125,25 @@ def _time_evaluations(args, device) -> int:
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, ConvNet-3, DSA protocol")
     print(tabulate(rows, headers=["input", "IPC", "networks", "epochs", "one after another s", "together s",
                                   "speed-up"]))
+    return 0
+
+
+def _trajectory_memory(args, device) -> int:
+    """``bench speed --trajectory-memory``: each (method, syn_steps) cell in a fresh process, so
+    the CPU's resident-set baseline is clean; MTT and TESLA alternate."""
+    rows = []
+    for ds_name in split_list(args.datasets):
+        for ipc in [int(x) for x in split_list(args.ipc)]:
+            for steps in [int(x) for x in split_list(args.syn_steps)]:
+                for kind in ("mtt", "tesla"):
+                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                        r = pool.submit(meta_gradient_memory, kind, ds_name, ipc, steps, args.batch_syn,
+                                        device).result()
+                    rows.append([kind, ds_name, ipc, steps, args.batch_syn or "all", f"{r['peak_mb']:.0f}",
+                                 f"{r['seconds']:.2f}"])
+                    print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
+    print()
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, ConvNet-3, "
+          f"one meta-gradient (MTT: autograd through the unroll; TESLA: one step at a time, exact)")
+    print(tabulate(rows, headers=["method", "input", "IPC", "syn_steps", "batch_syn", "peak MB", "seconds"]))
     return 0

@@ -17,6 +17,8 @@ from bench.data.datasets import DATASETS, DataOptions, ImageDataset, load_datase
 from bench.data.synset import SyntheticSet
 from bench.dream.representative import clustering_share_at
 from bench.evaluation.evaluate import evaluate_synset, resolve_protocol
+from bench.nets.models import build_model
+from bench.nets.trajectory import FlatNetwork, StudentBatches, adjoint_meta_gradient, unrolled_meta_gradient
 from bench.run.config import RunConfig, resolve
 from bench.run.context import RunContext
 
@@ -121,3 +123,34 @@ def time_evaluation(dataset, ipc: int, networks: int, epochs: int, together: boo
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - wall
+
+
+def meta_gradient_memory(kind: str, dataset_name: str, ipc: int, syn_steps: int, batch_syn: int,
+                         device: torch.device) -> dict:
+    """Peak memory and time of one trajectory-matching meta-gradient (``kind``: ``mtt`` through the
+    unroll, ``tesla`` one step at a time) on random images of a dataset's shape, ConvNet-3, a random
+    expert segment. CUDA: max allocated; CPU: the peak resident set above the start, so run each
+    cell in a fresh process (``bench speed --trajectory-memory`` does) for a clean baseline."""
+    seed_everything(0)
+    data = _random_dataset(dataset_name, per_class=1, test_per_class=1)
+    model = FlatNetwork(build_model("convnet3", data).to(device))
+    start = model.flatten()
+    target = start + 0.01 * torch.randn_like(start)
+    k = data.num_classes
+    images = torch.randn(k * ipc, data.channels, data.size, data.size, device=device, requires_grad=True)
+    labels = torch.arange(k, device=device).repeat_interleave(ipc)
+    lr = torch.tensor(0.01, device=device, requires_grad=True)
+    batches = StudentBatches.draw(len(images), syn_steps, batch_syn, device)
+    compute = unrolled_meta_gradient if kind == "mtt" else adjoint_meta_gradient
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    started = time.perf_counter()
+    with _PeakRSS() as rss:
+        compute(model, images, labels, lr, start, target, batches)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else rss.mb
+    return {"peak_mb": peak, "seconds": seconds, "params": start.numel()}
