@@ -7,7 +7,8 @@ at a time, so activation memory does not grow with ``syn_steps``, and soft label
 * ``meta_gradient="authors"``: what TESLA's code computes: every student parameter vector held
   constant (lambda frozen at the last step: no Hessian terms through earlier steps, tesla issue #4)
   and the image part halved (issue #5); lr_img values tuned on their code assume that half.
-* ``soft_labels``: the synthetic targets are the softmax of the expert network at the iteration's
+* ``soft_labels`` (on for ImageNet-1K, as the README's ``--teacher_label``; off elsewhere, as its
+  CIFAR commands): the synthetic targets are the softmax of the expert network at the iteration's
   *target* parameters (epoch s + expert_epochs, what their ``--teacher_label`` code uses), recomputed
   every iteration; the stored set keeps the last ones and the evaluation trains on them.
 """
@@ -23,11 +24,13 @@ from methods.base import METHODS
 from methods.mtt import MTT, MTTParams
 
 META_GRADIENTS = ("exact", "authors")
+SOFT_LABELS_ON = {"imagenet1k": {"soft_labels": True}, "imagenet": {"soft_labels": True}}
 
 
 @dataclass(frozen=True)
 class TESLAParams(MTTParams):
-    soft_labels: bool = True
+    # the README passes --teacher_label for ImageNet-1K only (its CIFAR commands train on hard labels)
+    soft_labels: bool = False
     meta_gradient: str = "exact"
 
     def __post_init__(self) -> None:
@@ -40,6 +43,10 @@ class TESLAParams(MTTParams):
 class TESLA(MTT):
     name = "tesla"
     Params = TESLAParams
+
+    @classmethod
+    def defaults(cls, spec, ipc: int, scale: str) -> dict:
+        return {**super().defaults(spec, ipc, scale), **SOFT_LABELS_ON.get(spec.name, {})}
 
     def targets(self, p, model: FlatNetwork, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not p.soft_labels:

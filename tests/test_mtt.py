@@ -115,3 +115,29 @@ def test_table6_lists_runnable_tesla_cells(tmp_path):
     out = _bench("run", "--table", "6", "--scale", "smoke", "--dry-run", "--out", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "0 missing" in out.stdout and "tesla+dream" in out.stdout and "imagenet1k" in out.stdout
+
+
+# MNIST at a budget CI affords: 50 training images per class and 100 test images per class; 2
+# experts of 5 epochs (batch 64); 12 distillation iterations of 5 student steps on 10 images.
+_SMALL_MNIST = ["--scale", "smoke", "--max-train-per-class", "50", "--max-test-per-class", "100",
+                "--eval-set", "epochs=100", "--eval-set", "num_models=1"]
+_TRAJECTORY = ["--set", "num_experts=2", "--set", "expert_train_epochs=5", "--set", "expert_batch=64",
+               "--set", "max_start_epoch=3", "--set", "expert_epochs=2", "--set", "syn_steps=5",
+               "--set", "batch_syn=10", "--set", "iterations=12", "--set", "lr_img=100", "--set", "lr_lr=0"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ipc", [1, 10])
+def test_mtt_and_tesla_beat_random_on_mnist(data_root, tmp_path_factory, ipc):
+    out = tmp_path_factory.getbasetemp() / "mtt-mnist"  # shared by both IPCs: the experts are trained once
+    out.mkdir(exist_ok=True)
+    common = ["--dataset", "mnist", "--ipc", str(ipc), "--seeds", "0-1", "--data-root", str(data_root),
+              "--out", str(out), *_SMALL_MNIST]
+    assert _bench("run", "--method", "random", *common, cwd=out.parent).returncode == 0
+    ran = _bench("run", "--method", "mtt,tesla", *common, *_TRAJECTORY, cwd=out.parent)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    mean = {m: np.mean([r["accuracy"]["mean"] for r in records if r["config"]["method"] == m and r["config"]["ipc"] == ipc])
+            for m in ("random", "mtt", "tesla")}
+    print(f"MNIST IPC {ipc}, mean of seeds 0-1: {mean}")
+    assert mean["mtt"] > mean["random"] and mean["tesla"] > mean["random"], mean
