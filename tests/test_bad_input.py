@@ -79,7 +79,7 @@ CASES = [
     ("set-without-equals", [*RUN, "--set", "iterations"], r"--set override 'iterations' is not of the form key=value"),
     ("unknown-eval-key", [*RUN, "--eval-set", "foo=1"], r"unknown evaluation setting\(s\) \['foo'\]; known: .*'epochs'"),
     ("unknown-method", ["run", "--method", "dcc", "--dataset", "digits", "--ipc", "1"],
-     r"unknown method 'dcc'; known methods: dc, dm, dsa, herding, idc, random"),
+     r"unknown method 'dcc'; known methods: dc, dm, dsa, herding, idc, mtt, random, tesla"),
     ("unknown-dataset", ["run", "--method", "dc", "--dataset", "mnistt", "--ipc", "1"], r"unknown dataset 'mnistt'; known"),
     ("ipc-not-int", [*RUN[:5], "--ipc", "abc"], r"malformed IPC list 'abc'"),
     ("ipc-0", [*RUN[:5], "--ipc", "0"], r"IPC must be a positive integer, got 0"),

@@ -153,7 +153,7 @@ def test_imagenet1k_64x64_image_folder_as_tesla_reads_it(tmp_path, monkeypatch):
     d = load_dataset("imagenet1k", tmp_path)
     assert d.train_images.shape == (12, 3, 64, 64) and d.test_images.shape == (6, 3, 64, 64)
     assert d.class_names == WNIDS and d.train_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    first = np.asarray(Image.open(top / "train" / WNIDS[0] / f"{WNIDS[0]}_0.png"))
+    first = np.array(Image.open(top / "train" / WNIDS[0] / f"{WNIDS[0]}_0.png"))
     assert torch.equal(d.train_images[0], torch.from_numpy(first).permute(2, 0, 1).float() / 255)
 
 
@@ -178,7 +178,7 @@ def test_full_size_imagenet_through_torchvisions_class(tmp_path, monkeypatch):
     assert d.train_images.shape == (6, 3, 64, 64) and d.test_images.shape == (3, 3, 64, 64)
     assert d.class_names == WNIDS
     big = Image.open(top / "train" / WNIDS[0] / f"{WNIDS[0]}_0.png").convert("RGB").resize((64, 64), Image.BOX)
-    assert torch.equal(d.train_images[0], torch.from_numpy(np.asarray(big)).permute(2, 0, 1).float() / 255)
+    assert torch.equal(d.train_images[0], torch.from_numpy(np.array(big)).permute(2, 0, 1).float() / 255)
 
 
 def test_full_size_imagenet_missing_devkit_one_line(tmp_path):
