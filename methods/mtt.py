@@ -131,8 +131,9 @@ class MTT(Method):
         opt_img = torch.optim.SGD([image_syn], lr=p.lr_img, momentum=0.5)
         opt_lr = torch.optim.SGD([syn_lr], lr=p.lr_lr, momentum=0.5)
         model = FlatNetwork(ctx.build_model())
-        if experts.trajectory(0).shape[1] != sum(model.numels):
-            raise BenchError(f"stored experts {experts.folder} have {experts.trajectory(0).shape[1]} parameters, "
+        stored = experts.trajectory(0).shape[1]
+        if stored != sum(model.numels):
+            raise BenchError(f"stored experts {experts.folder} have {stored} parameters, "
                              f"model {ctx.config.model} has {sum(model.numels)}")
         augment = DiffAugment(dataset.spec.dsa_strategy, "dsa") if p.dsa else None
         start, targets = self._resume(ctx, image_syn, opt_img, syn_lr, opt_lr, synset.labels)

@@ -53,10 +53,11 @@ class FlatNetwork:
 @dataclass
 class StudentBatches:
     """The synthetic batches of one unroll, drawn up front so every way of computing the gradient
-    sees the same ones: step i uses images[indices[i]] augmented by ``augment_draws[i]``."""
+    sees the same ones: step i uses images[indices[i]], augmented by ``augment(x, i)``, which replays
+    step i's draw."""
 
     indices: list[torch.Tensor]
-    augment: Callable | None = None  # (images, step) -> augmented images, replaying step's draw
+    augment: Callable | None = None  # (images, step) -> augmented images; F.cross_entropy takes hard or soft targets
 
     @classmethod
     def draw(cls, n_images: int, steps: int, batch: int, device, generator=None, augment=None) -> "StudentBatches":
@@ -74,11 +75,6 @@ class StudentBatches:
         return self.augment(x, step) if self.augment is not None else x
 
 
-def soft_or_hard_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with class indices or with probabilities (TESLA's soft labels)."""
-    return F.cross_entropy(logits, targets)
-
-
 def normalised_distance(theta_n, start, target) -> torch.Tensor:
     return torch.sum((theta_n - target) ** 2) / torch.sum((start - target) ** 2)
 
@@ -89,7 +85,7 @@ def unrolled_meta_gradient(model: FlatNetwork, images, labels, lr, start, target
     params = theta
     for step in range(len(batches.indices)):
         x = batches.inputs(images, step)
-        ce = soft_or_hard_ce(model(x, params), labels[batches.indices[step]])
+        ce = F.cross_entropy(model(x, params), labels[batches.indices[step]])
         grad = torch.autograd.grad(ce, params, create_graph=True)[0]
         params = params - lr * grad
     loss = normalised_distance(params, start, target)
@@ -107,11 +103,11 @@ def adjoint_meta_gradient(model: FlatNetwork, images, labels, lr, start, target,
     for step in range(steps):  # forward: parameters only, no graph kept
         theta = thetas[-1].clone().requires_grad_(True)
         x = batches.inputs(images.detach(), step)
-        ce = soft_or_hard_ce(model(x, theta), labels[batches.indices[step]])
+        ce = F.cross_entropy(model(x, theta), labels[batches.indices[step]])
         grad = torch.autograd.grad(ce, theta)[0]
         thetas.append((theta - alpha * grad).detach())
     distance = torch.sum((start - target) ** 2)
-    loss = torch.sum((thetas[-1] - target) ** 2) / distance
+    loss = normalised_distance(thetas[-1], start, target)
     adjoint = 2 * (thetas[-1] - target) / distance  # dL/dtheta_N
     image_grad = torch.zeros_like(images)
     lr_grad = torch.zeros((), dtype=start.dtype, device=start.device)
@@ -119,7 +115,7 @@ def adjoint_meta_gradient(model: FlatNetwork, images, labels, lr, start, target,
         theta = thetas[step].clone().requires_grad_(True)
         leaf = images.detach().requires_grad_(True)
         x = batches.inputs(leaf, step)
-        ce = soft_or_hard_ce(model(x, theta), labels[batches.indices[step]])
+        ce = F.cross_entropy(model(x, theta), labels[batches.indices[step]])
         grad = torch.autograd.grad(ce, theta, create_graph=True)[0]
         lr_grad -= torch.dot(adjoint, grad.detach())
         if propagate:
