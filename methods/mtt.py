@@ -156,8 +156,8 @@ class MTT(Method):
                 image_syn.grad, syn_lr.grad = image_grad, lr_grad
                 opt_img.step()
                 opt_lr.step()
-            if p.lr_lr and float(syn_lr) <= 0:  # a host read, only when the lr is learned at all
-                raise BenchError(f"the synthetic lr became {float(syn_lr):.3g} <= 0 at iteration {it} "
+            if p.lr_lr and float(syn_lr.detach()) <= 0:  # a host read, only when the lr is learned at all
+                raise BenchError(f"the synthetic lr became {float(syn_lr.detach()):.3g} <= 0 at iteration {it} "
                                  f"(lr_lr {p.lr_lr:g} is too large here; try --set lr_lr=...); no record written")
             ctx.log_loss(it, loss, image_syn.detach())
             if ctx.curve_due(it, p.iterations):

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from bench.cli.main import main
+from bench.run.config import parse_overrides
 from bench.run.store import RunStore
 from tests.conftest import SHARED_DATA
 
@@ -166,3 +167,10 @@ def test_a_damaged_record_is_moved_aside_reported_once_and_rerun(tmp_path, capsy
     assert "done already" in capsys.readouterr().out
     again = json.loads(path.read_text())
     assert again["run_id"] == first["run_id"] and again["accuracy"]["mean"] == first["accuracy"]["mean"]
+
+
+def test_a_key_given_twice_takes_the_last_value():
+    """``--set epochs=100 --set epochs=30`` means 30: the last value wins (sorting the pairs once
+    made the larger one win silently)."""
+    assert dict(parse_overrides(["epochs=100", "lr=0.1", "epochs=30"], "--eval-set")) == {"epochs": 30, "lr": 0.1}
+    assert dict(parse_overrides(["epochs=30", "epochs=100"], "--eval-set")) == {"epochs": 100}

@@ -55,13 +55,13 @@ def parse_value(text: str) -> Any:
 
 
 def parse_overrides(items: list[str] | tuple[str, ...], what: str) -> tuple[tuple[str, Any], ...]:
-    pairs = []
+    pairs = {}
     for item in items:
         if "=" not in item:
             raise BenchError(f"{what} override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
-        pairs.append((key.strip(), parse_value(value.strip())))
-    return tuple(sorted(pairs))
+        pairs[key.strip()] = parse_value(value.strip())  # a key given twice: the last one wins, as on most CLIs
+    return tuple(sorted(pairs.items()))
 
 
 @dataclass(frozen=True)
