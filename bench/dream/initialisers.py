@@ -1,13 +1,15 @@
 """Initialisers: how a synthetic set starts. Coresets (Random, Herding) are initialisers alone.
 
 For multi-formation (factor f > 1) a selection initialiser picks ``ipc * f^2`` real images of a
-class, shrinks each to (H/f, W/f) by nearest-neighbour downsampling and tiles them into f x f
-grids, block k of ``ipc`` images filling grid cell k, as the IDC/DREAM code does.
+class, shrinks each to its tile (H/f x W/f; where f does not divide H, the first H mod f tiles one
+pixel longer) by nearest-neighbour downsampling and tiles them into f x f grids, block k of ``ipc``
+images filling grid cell k, as the DREAM code does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import ClassVar
 
 import torch
@@ -41,16 +43,27 @@ class Initialiser:
         raise NotImplementedError
 
 
+def tile_sizes(length: int, factor: int) -> list[int]:
+    """The f tile lengths along one side: the first ``length % f`` one pixel longer, as the authors'
+    DREAM initialisation (28 px, f = 3: 10, 9, 9), so tiles cover the image with no padding."""
+    return [length // factor + (1 if i < length % factor else 0) for i in range(factor)]
+
+
 def tile_multi_formation(images: torch.Tensor, ipc: int, factor: int) -> torch.Tensor:
-    """(ipc * f^2, C, H, W) real images of one class -> (ipc, C, H, W) tiled f x f images."""
+    """(ipc * f^2, C, H, W) real images of one class -> (ipc, C, H, W) tiled f x f images.
+
+    Block k = row * f + col of ``ipc`` images, each shrunk by nearest-neighbour interpolation to its
+    tile's size, fills tile (row, col) of the ipc synthetic images."""
     if factor == 1:
         return images
     _, c, h, w = images.shape
-    small = F.interpolate(images, size=(h // factor, w // factor))  # nearest, as the authors'
-    small = small.view(factor, factor, ipc, c, h // factor, w // factor)  # (row, col, ipc, ...)
-    tiled = small.permute(2, 3, 0, 4, 1, 5).reshape(ipc, c, factor * (h // factor), factor * (w // factor))
-    if tiled.shape[-1] != w or tiled.shape[-2] != h:
-        tiled = F.pad(tiled, [0, w - tiled.shape[-1], 0, h - tiled.shape[-2]], value=0.5)
+    tiled = images.new_empty(ipc, c, h, w)
+    blocks = images.split(ipc)
+    tops, lefts = [0, *accumulate(tile_sizes(h, factor))], [0, *accumulate(tile_sizes(w, factor))]
+    for k, block in enumerate(blocks):
+        row, col = divmod(k, factor)
+        top, bottom, left, right = tops[row], tops[row + 1], lefts[col], lefts[col + 1]
+        tiled[:, :, top:bottom, left:right] = F.interpolate(block, size=(bottom - top, right - left))  # nearest
     return tiled
 
 
