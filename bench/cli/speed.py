@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 from tabulate import tabulate
 
 from bench.cli.common import command, split_list
+from bench.grid.throughput import grid_throughput, small_grid
 from bench.run.config import parse_overrides
 from bench.run.runner import configure_threads, pick_device
 from bench.run.timing import meta_gradient_memory, time_evaluation, time_method, timing_dataset
@@ -27,9 +30,10 @@ from methods import METHODS
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--methods", default="dc,dsa,dm", help="methods to time (default dc,dsa,dm)")
-    p.add_argument("--datasets", default="mnist,cifar10", help="input shapes: mnist (28x28x1), cifar10 (32x32x3)")
-    p.add_argument("--ipc", default="1,10", help="IPCs (default 1,10)")
+    p.add_argument("--methods", help="methods to time (default dc,dsa,dm; --grid-throughput: dm)")
+    p.add_argument("--datasets", help="input shapes: mnist (28x28x1), cifar10 (32x32x3) (default both; "
+                                      "--grid-throughput: the dataset of the grid, default digits)")
+    p.add_argument("--ipc", help="IPCs (default 1,10; --grid-throughput: 10)")
     p.add_argument("--iterations", type=int, default=1, help="iterations timed per cell (default 1)")
     p.add_argument("--mode", choices=("per-class", "batched", "both"), default="both",
                    help="matching loop to time: per-class (the default of the methods), batched, or both "
@@ -42,7 +46,13 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="time the evaluation instead: --networks fresh ConvNet-3s trained for --epochs epochs on "
                         "IPC real images per class, one after another and together (vmap), with the speed-up")
     p.add_argument("--networks", type=int, default=5, help="--evaluation: networks per evaluation (default 5)")
-    p.add_argument("--epochs", type=int, default=50, help="--evaluation: training epochs (default 50)")
+    p.add_argument("--epochs", type=int, default=50, help="--evaluation, --grid-throughput: training epochs (default 50)")
+    p.add_argument("--grid-throughput", action="store_true",
+                   help="cells per hour of a small grid through the local executor, one cell at a time on "
+                        "all cores against one single-thread cell per core, alternating")
+    p.add_argument("--cells", type=int, help="--grid-throughput: cells (seeds) in the grid (default 2 x cores)")
+    p.add_argument("--rounds", type=int, default=1, help="--grid-throughput: runs of the grid each way (default 1)")
+    p.add_argument("--out", type=Path, help="--grid-throughput: where the grids' stores go (default: a temporary folder)")
     p.add_argument("--trajectory-memory", action="store_true",
                    help="MTT against TESLA instead: peak memory and time of one meta-gradient for each "
                         "--syn-steps (each cell in a fresh process), random images, ConvNet-3")
@@ -57,6 +67,9 @@ def _args(p: argparse.ArgumentParser) -> None:
 def cmd_speed(args) -> int:
     configure_threads()
     device = pick_device(args.device)
+    if args.grid_throughput:
+        return _grid_throughput(args, device)
+    args.methods, args.datasets, args.ipc = args.methods or "dc,dsa,dm", args.datasets or "mnist,cifar10", args.ipc or "1,10"
     if args.evaluation:
         return _time_evaluations(args, device)
     if args.trajectory_memory:
@@ -125,6 +138,26 @@ def _time_evaluations(args, device) -> int:
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, ConvNet-3, DSA protocol")
     print(tabulate(rows, headers=["input", "IPC", "networks", "epochs", "one after another s", "together s",
                                   "speed-up"]))
+    return 0
+
+
+def _grid_throughput(args, device) -> int:
+    """``bench speed --grid-throughput``: bench/grid/throughput.py's two ways, in cells per hour."""
+    method, dataset, ipc = args.methods or "dm", args.datasets or "digits", int(args.ipc or 10)
+    cells = args.cells or 2 * (os.cpu_count() or 1)
+    configs = small_grid(method, dataset, ipc, cells, args.epochs)
+    print(f"grid: {method} on {dataset}, IPC {ipc}, scale smoke, seeds 0-{cells - 1}, evaluation {args.epochs} epochs "
+          f"x 1 network; {args.rounds} round(s) each way, alternating; load average before: {os.getloadavg()[0]:.2f}",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        rows = grid_throughput(configs, args.data_root, str(device), args.out or Path(tmp), args.rounds)
+    base = rows[0]["cells_per_hour"]
+    print()
+    print(f"device: {device}, torch {torch.__version__}, {os.cpu_count()} cores")
+    print(tabulate([[r["way"], r["cells"], f"{r['wall_s']:.1f}", f"{r['cells_per_hour']:.0f}",
+                     f"{r['cells_per_hour'] / base:.2f}x", f"{r['mean_accuracy']:.2f}"] for r in rows],
+                   headers=["processes x threads", "cells", "wall s (median)", "cells per hour", "vs first",
+                            "mean acc %"]))
     return 0
 
 
