@@ -11,6 +11,7 @@ from bench.data.datasets import load_dataset
 from bench.nets.models import ConvNet
 from bench.run.config import RunConfig, resolve
 from bench.run.context import DivergenceError, RunContext
+from bench.run.store import RunStore
 from methods.dm import dm_loss
 from tests.conftest import run_bench
 
@@ -155,3 +156,22 @@ def test_the_matching_loop_reads_nothing_back_per_step(tmp_path, monkeypatch, me
     _, ctx = _run(resolved, dataset, tmp_path, checkpoint_every=0)
     monkeypatch.undo()
     assert reads == [] and len(ctx.metrics["loss"]) == 30
+
+
+def test_amp_bf16_distils_under_autocast_in_its_own_run_and_keeps_float32_images(tmp_path):
+    """``--amp bf16``: the matching loss is computed in bfloat16 (the first iteration's loss, same seed,
+    network and images, moves by bfloat16's rounding, ~1e-3 relative, not float32's ~1e-7), the
+    images stay float32, the run has its own id (so it never stands in for a float32 record) and
+    its record says so; without the switch the config carries no ``amp``."""
+    common = ["run", "--method", "dm", "--dataset", "digits", "--ipc", "1", "--scale", "smoke", "--set", "iterations=6",
+              "--eval-set", "epochs=20", "--eval-set", "num_models=1", "--out", str(tmp_path)]
+    assert run_bench(*common, "--amp", "bf16").returncode == 0
+    assert run_bench(*common).returncode == 0
+    store = RunStore(tmp_path)
+    records = {rec["config"].get("amp", "off"): rec for rec in store.records()}
+    assert set(records) == {"bf16", "off"} and records["bf16"]["run_id"] != records["off"]["run_id"]
+    first = {amp: rec["metrics"]["loss"][0] for amp, rec in records.items()}
+    assert 1e-4 < abs(first["bf16"] - first["off"]) / first["off"] < 2e-2, first
+    for rec in records.values():
+        images = torch.load(tmp_path / "runs" / rec["run_id"] / "synset.pt", weights_only=False)["images"]
+        assert images.dtype == torch.float32 and rec["accuracy"]["mean"] > 20.0

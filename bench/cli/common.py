@@ -4,6 +4,7 @@ their expansion into run configs, and the validation a command does before any w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -51,11 +52,20 @@ def add_run_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, help="use only the first N classes")
     p.add_argument("--max-train-per-class", type=int, help="use only the first N training images per class")
     p.add_argument("--max-test-per-class", type=int, help="use only the first N test images per class")
+    p.add_argument("--amp", default="off", choices=["off", "bf16"],
+                   help="mixed precision for the distillation (bfloat16 autocast; evaluation stays float32); "
+                        "part of the run id; default off")
     p.add_argument("--out", default="results", type=Path, help="results folder (default ./results)")
     p.add_argument("--data-root", type=Path, help="data root (default $BENCH_DATA_ROOT or ./data)")
 
 
 def configs_from_args(args) -> list:
+    configs = _configs(args)
+    amp = getattr(args, "amp", "off")
+    return [c if c is None or amp == "off" else dataclasses.replace(c, amp=amp) for c in configs]
+
+
+def _configs(args) -> list:
     check_subset_options(args)
     if getattr(args, "table", None) or getattr(args, "fig", None):  # a spec's grid (bench/grid/cells.py)
         return configs_from_spec_args(args)

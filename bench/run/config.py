@@ -85,7 +85,12 @@ class RunConfig:
     data: DataOptions | None = None  # None: the scale preset's
     task: str = "distill"  # what the run does (bench/run/tasks.py): distill | continual
     task_options: tuple[tuple[str, Any], ...] = ()  # the task's settings overrides
+    amp: str = "off"  # mixed precision of the distillation: off | bf16 (bench.run.distill)
 
+
+# bf16 only: its exponent range is float32's, so no loss scaling is needed; float16 would need a
+# GradScaler inside every method's optimiser steps.
+AMP_MODES = ("off", "bf16")
 
 OPERATIONAL_PARAMS = frozenset({"checkpoint_every"})  # left out of run and cell ids
 
@@ -135,6 +140,8 @@ class ResolvedRun:
             **({"diagnostics": _jsonable(non_default(self.diagnostics))} if non_default(self.diagnostics) else {}),
             **({"task": self.config.task, "task_options": dataclasses.asdict(self.task_settings)}
                if self.config.task != "distill" else {}),
+            # present only when on: mixed precision changes the numbers, so it is part of the run id
+            **({"amp": c.amp} if c.amp != "off" else {}),
         }
 
     def identity(self) -> dict:
@@ -176,6 +183,8 @@ def resolve(config: RunConfig) -> ResolvedRun:
     scale = SCALE_PRESETS.get(config.scale)
     if config.ipc < 1:
         raise BenchError(f"IPC must be a positive integer, got {config.ipc}")
+    if config.amp not in AMP_MODES:
+        raise BenchError(f"unknown --amp {config.amp!r}; known: {', '.join(AMP_MODES)}")
 
     method_overrides, groups = split_settings(dict(config.params))
     if config.sampler is not None and not method_cls.matches_real:

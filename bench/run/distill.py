@@ -3,8 +3,11 @@ fresh networks of every evaluation model are trained on it and tested."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+
+import torch
 
 from bench.evaluation.evaluate import evaluate_synset, evaluate_together
 from bench.run.tasks import TASKS, Task
@@ -22,11 +25,21 @@ def summary(values: list[float]) -> tuple[float, float]:
 CHANCE_FACTOR = 1.5
 
 
+def mixed_precision(amp: str, device):
+    """``--amp bf16``: the distillation's forward passes under bfloat16 autocast (CPU and CUDA).
+    Parameters, synthetic images and their optimiser steps stay float32; the evaluation runs after
+    this context, in float32, so accuracies compare with float32 runs."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 @TASKS.register("distill")
 class DistillTask(Task):
     def run(self, resolved, ctx, dataset, device):
         t0 = time.perf_counter()
-        synset = resolved.method_cls().run(ctx)
+        with mixed_precision(resolved.config.amp, device):
+            synset = resolved.method_cls().run(ctx)
         distill_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         together = evaluate_together()
