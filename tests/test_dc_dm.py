@@ -79,17 +79,23 @@ def _run(resolved, dataset, run_dir, ctx_cls=RunContext, **kw):
 @pytest.mark.parametrize("method,params", [
     ("dsa", (("batch_real", 4), ("inner_loop", 1), ("iterations", 4), ("outer_loop", 2))),
     ("dm", (("batch_real", 8), ("iterations", 4))),
+    # trajectory matching: the learnable lr and its optimiser resume too (lr_lr > 0 so it moves)
+    *[(m, (("iterations", 4), ("num_experts", 2), ("expert_train_epochs", 2), ("max_start_epoch", 1),
+           ("expert_epochs", 1), ("syn_steps", 2), ("lr_lr", 1e-7))) for m in ("mtt", "tesla")],
 ])
 def test_resume_is_bit_identical(tmp_path, method, params):
     resolved = resolve(RunConfig(method, "digits", 2, seed=3, scale="smoke", params=params))
     dataset = load_dataset("digits", None, resolved.data)
-    full, _ = _run(resolved, dataset, tmp_path / "full")
+    # one store: MTT/TESLA's full run trains the experts, the cut run finds them stored (which must
+    # not change its random stream: expert training once reseeded the run's RNG)
+    full, _ = _run(resolved, dataset, tmp_path / "full", store_root=tmp_path)
     with pytest.raises(_Interrupt):
-        _run(resolved, dataset, tmp_path / "cut", _StopAfter, stop=3)  # checkpoint at 2, dies after 3
+        _run(resolved, dataset, tmp_path / "cut", _StopAfter, stop=3, store_root=tmp_path)  # checkpoint at 2, dies after 3
     assert (tmp_path / "cut" / "checkpoint.pt").exists()
-    resumed, ctx = _run(resolved, dataset, tmp_path / "cut")
+    resumed, ctx = _run(resolved, dataset, tmp_path / "cut", store_root=tmp_path)
     assert ctx.metrics["resumed_at"] == [2]
     assert torch.equal(resumed.images, full.images)
+    assert resumed.lr == full.lr
     assert len(ctx.metrics["loss"]) == 4
 
 

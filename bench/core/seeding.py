@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -27,6 +28,17 @@ def capture_rng_state() -> dict:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+@contextmanager
+def preserved_rng():
+    """Every global RNG (python, numpy, torch's CPU and CUDA) as it was before the block, after it:
+    work that seeds its own stream (training an expert) leaves the caller's stream untouched."""
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
 
 
 def restore_rng_state(state: dict) -> None:

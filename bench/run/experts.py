@@ -32,7 +32,7 @@ from tqdm import tqdm
 from bench.core.atomic import atomic_torch_save, atomic_write_text
 from bench.core.errors import BenchError
 from bench.core.progress import progress_enabled
-from bench.core.seeding import seed_everything
+from bench.core.seeding import preserved_rng, seed_everything
 from bench.evaluation.train import test_accuracy, train_network
 from bench.nets.augment import DiffAugment
 from bench.nets.models import build_model
@@ -92,7 +92,15 @@ class ExpertStore:
 
 
 def train_expert(store: ExpertStore, index: int, dataset, device: torch.device) -> dict:
-    """Train expert ``index`` on the whole (normalised) training set and store its trajectory."""
+    """Train expert ``index`` on the whole (normalised) training set and store its trajectory.
+
+    The expert's seed comes from its key; the caller's RNG streams are restored afterwards, so a run
+    that trains its experts and a run that finds them stored go on identically."""
+    with preserved_rng():
+        return _train_expert(store, index, dataset, device)
+
+
+def _train_expert(store: ExpertStore, index: int, dataset, device: torch.device) -> dict:
     spec = store.spec
     seed_everything(spec.seed(index))
     net = build_model(spec.model, dataset).to(device)
