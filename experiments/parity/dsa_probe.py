@@ -32,29 +32,52 @@ def images():
     return torch.rand(B, C, H, H)
 
 
-def replay(seed, draw):
-    torch.manual_seed(seed)
-    return draw()
-
-
 def uniforms(op, seed, p, x):
-    """Our u for the authors' draw of `op` at `seed`."""
+    """Our u for the authors' draw of `op`: at `seed` (the second axis at seed + 1, as their
+    set_seed_DiffAug re-seeds), or with seed None continuing the current stream (their seed=-1,
+    what evaluation and network training use)."""
+    def draw(k, fn):
+        if seed is not None:
+            torch.manual_seed(seed + k)
+        return fn()
+
     if op == "scale":
-        return torch.stack([replay(seed, lambda: torch.rand(B)), replay(seed + 1, lambda: torch.rand(B))], 1)
+        return torch.stack([draw(0, lambda: torch.rand(B)), draw(1, lambda: torch.rand(B))], 1)
     if op in ("rotate",):
-        return replay(seed, lambda: torch.rand(B)).view(B, 1)
+        return draw(0, lambda: torch.rand(B)).view(B, 1)
     if op in ("flip", "brightness", "saturation", "contrast"):
-        return replay(seed, lambda: torch.rand(B, 1, 1, 1, dtype=x.dtype)).view(B, 1)
+        return draw(0, lambda: torch.rand(B, 1, 1, 1, dtype=x.dtype)).view(B, 1)
     if op == "crop":
         s = int(H * p.ratio_crop_pad + 0.5)
-        t = [replay(seed + k, lambda: torch.randint(-s, s + 1, size=[B, 1, 1])).view(B) for k in (0, 1)]
+        t = [draw(k, lambda: torch.randint(-s, s + 1, size=[B, 1, 1])).view(B) for k in (0, 1)]
         return torch.stack([(v + s + 0.5) / (2 * s + 1) for v in t], 1)
     if op == "cutout":
         size = int(H * p.ratio_cutout + 0.5)
         span = H + (1 - size % 2)
-        o = [replay(seed + k, lambda: torch.randint(0, span, size=[B, 1, 1])).view(B) for k in (0, 1)]
+        o = [draw(k, lambda: torch.randint(0, span, size=[B, 1, 1])).view(B) for k in (0, 1)]
         return torch.stack([(v + 0.5) / span for v in o], 1)
     raise ValueError(op)
+
+
+STRATEGY = "color_crop_cutout_flip_scale_rotate"  # VICO's DSA strategy for every dataset
+
+
+def calls():
+    """Whole per-sample calls as their evaluation makes them: DiffAugment(x, STRATEGY, seed=-1,
+    param) after torch.manual_seed(s): one category drawn (torch.randint over the strategy's ops),
+    then its ops' per-sample draws from the same stream; the replay gives the category and our u."""
+    x, out = images(), {}
+    for seed in range(8):
+        p = utils.ParamDiffAug()
+        torch.manual_seed(seed)
+        result = utils.DiffAugment(x.clone(), STRATEGY, seed=-1, param=p)
+        torch.manual_seed(seed)
+        ops = STRATEGY.split("_")
+        category = ops[torch.randint(0, len(ops), size=(1,)).item()]
+        subs = ("brightness", "saturation", "contrast") if category == "color" else (category,)
+        out[str(seed)] = {"category": category, "u": {op: uniforms(op, None, p, x).tolist() for op in subs},
+                          "out": stats(result)}
+    return out
 
 
 def probe():
@@ -71,15 +94,19 @@ def probe():
 
 out = {
     "provenance": {"repository": "VICO-UoE/DatasetCondensation", "commit": COMMIT,
-                   "files": "utils.py (ParamDiffAug, rand_scale, rand_rotate, rand_flip, rand_brightness, "
+                   "files": "utils.py (ParamDiffAug, DiffAugment, rand_scale, rand_rotate, rand_flip, rand_brightness, "
                             "rand_saturation, rand_contrast, rand_crop, rand_cutout)",
-                   "patches": "none needed (Siamese off: the in-place row copies are not reached)",
+                   "patches": "none needed (Siamese off: the in-place row copies, which the run-level export patches "
+                              "with .clone(), are not reached)",
                    "torch": torch.__version__, "threads": 1,
                    "cpu": cpu_name(),
                    "command": "VICO_REPO=../authors/DatasetCondensation python experiments/parity/dsa_probe.py "
                               "tests/parity/dsa.json"},
     "inputs": {"images": "torch.manual_seed(3); torch.rand(4, 3, 32, 32)"},
     "ops": probe(),
+    "calls": {"strategy": STRATEGY, "how": "torch.manual_seed(seed); utils.DiffAugment(x, strategy, seed=-1, param)",
+              "by_seed": calls()},
 }
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 print({op: round(v["out"]["norm"], 4) for op, v in out["ops"].items()})
+print({seed: v["category"] for seed, v in out["calls"]["by_seed"].items()})
