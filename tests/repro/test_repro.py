@@ -1,6 +1,6 @@
 """The reproduction suite: the small-scale cells of tests/repro/expected.toml on genuine MNIST and
 CIFAR10-JPEG, each mean against its measured expectation, and the paper's claims as orderings
-(DC > Random, DSA >= DC, IDC > DC, method + DREAM >= method, DREAM reaching the baseline's final
+(DC > Random, DSA not below DC, IDC > DC, method + DREAM >= method, DREAM reaching the baseline's final
 accuracy sooner). The same checks run outside pytest as `bench verify`.
 
 All cells run once per session (module fixture) into one results folder; each check is its own test
