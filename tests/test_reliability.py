@@ -19,6 +19,7 @@ import torch
 from bench.cli.main import main
 from bench.run.config import RunConfig, resolve
 from bench.run.runner import execute
+from bench.run.store import RunStore
 from tests.conftest import REPO, run_bench
 
 SMOKE = ["--dataset", "digits", "--scale", "smoke"]
@@ -186,3 +187,16 @@ def test_deterministic_switch_is_recorded_and_changes_no_cpu_result(tmp_path):
     assert b["device"]["cudnn_deterministic"] is True and b["device"]["cudnn_benchmark"] is False
     assert a["run_id"] == b["run_id"] and a["metrics"]["loss"] == b["metrics"]["loss"]
     assert a["accuracy"]["per_model"]["convnet3"]["last"] == b["accuracy"]["per_model"]["convnet3"]["last"]
+
+
+def test_a_run_starting_removes_the_temp_file_of_a_writer_killed_mid_write(tmp_path):
+    """kill -9 during an atomic write leaves ``.<name>.tmp<pid>`` beside the target (CI once found one
+    after the random-kill grid above); the next start of that run removes it and keeps real files."""
+    store = RunStore(tmp_path)
+    run_dir = store.run_dir("abc")
+    run_dir.mkdir(parents=True)
+    (run_dir / ".checkpoint.pt.tmp4242").write_bytes(b"half a checkpoint")
+    (run_dir / "checkpoint.pt").write_bytes(b"the last whole checkpoint")
+    with store.running("abc"):
+        assert not list(run_dir.glob(".*.tmp*"))
+        assert (run_dir / "checkpoint.pt").read_bytes() == b"the last whole checkpoint"

@@ -147,6 +147,10 @@ class RunStore:
         """Marks the run as in progress (pid, its start time, host) while the block runs, so
         ``bench status`` can tell a running cell from a missing one whatever launched it."""
         path = self.running_path(run_id)
+        # A process killed mid-write (kill -9, power loss) leaves its temp file beside the target; it
+        # never became the file. Only one process runs a run at a time, so any temp file here is such.
+        for stale in self.run_dir(run_id).glob(".*.tmp*"):
+            stale.unlink(missing_ok=True)
         atomic_write_text(path, json.dumps({"pid": os.getpid(), "pid_started": _process_start(os.getpid()),
                                             "host": platform.node(), "since": datetime.now(timezone.utc).isoformat(
                                                 timespec="seconds")}))
