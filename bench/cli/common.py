@@ -17,7 +17,7 @@ from bench.core.registry import Registry
 from bench.data.datasets import DataOptions
 from bench.dream.compose import method_and_dream
 from bench.report.aggregate import mean_spread
-from bench.run.config import SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
+from bench.run.config import AMP_MODES, SCALE_PRESETS, RunConfig, parse_overrides, parse_seeds, resolve
 from bench.run.runner import validate
 from bench.run.store import check_writable
 
@@ -52,7 +52,7 @@ def add_run_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, help="use only the first N classes")
     p.add_argument("--max-train-per-class", type=int, help="use only the first N training images per class")
     p.add_argument("--max-test-per-class", type=int, help="use only the first N test images per class")
-    p.add_argument("--amp", default="off", choices=["off", "bf16"],
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="mixed precision for the distillation (bfloat16 autocast; evaluation stays float32); "
                         "part of the run id; default off")
     p.add_argument("--out", default="results", type=Path, help="results folder (default ./results)")
@@ -62,7 +62,7 @@ def add_run_selection(p: argparse.ArgumentParser) -> None:
 def configs_from_args(args) -> list:
     configs = _configs(args)
     amp = getattr(args, "amp", "off")
-    return [c if c is None or amp == "off" else dataclasses.replace(c, amp=amp) for c in configs]
+    return configs if amp == "off" else [dataclasses.replace(c, amp=amp) for c in configs]
 
 
 def _configs(args) -> list:
