@@ -13,6 +13,7 @@ import sys
 
 from bench.cli import experts, run, speed, status, tables, verify  # noqa: F401  (each registers its commands)
 from bench.cli.common import COMMANDS
+from bench.core.allocator import keep_freed_memory
 from bench.core.errors import BenchError
 from bench.run.store import code_version
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     code_version()  # pin the code version this process runs (see store.code_version)
+    keep_freed_memory()  # no page faults for re-allocated activations (bench/core/allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     _, _, run_command = COMMANDS.get(args.command)

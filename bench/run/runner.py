@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from bench.core.allocator import keep_freed_memory
 from bench.core.errors import BenchError
 from bench.core.seeding import apply_determinism, deterministic_requested, seed_everything
 from bench.data.datasets import load_dataset
@@ -50,13 +51,14 @@ def execute(resolved: ResolvedRun, out: Path | str, data_root: Path | None = Non
     if store.has_record(run_id) and not force:
         return store.read_record(run_id), False
     configure_threads()
+    allocator = keep_freed_memory()  # before the first big tensor: see bench/core/allocator.py
     determinism = apply_determinism(deterministic_requested())
     version = code_version()  # before the run: the code this process loaded (cached)
     dev = pick_device(device)
     dataset = load_dataset(resolved.config.dataset, data_root, resolved.data).to(dev)
     with store.running(run_id):
         record, synset, ctx = _distil(resolved, dataset, dev, store, version, checkpoint_every)
-        record["device"].update(determinism)
+        record["device"].update(determinism, malloc=allocator)
         if synset is not None:
             store.save_synset(run_id, synset)
             record["synset_file"] = "synset.pt"
