@@ -47,26 +47,37 @@ def load_average() -> float:
     return float(open("/proc/loadavg").read().split()[0])
 
 
+def authors_command(script: str, ipc: int, updates: int, batch_real: int, save: Path, extra: list[str]) -> list[str]:
+    """The authors' main.py / main_DM.py on MNIST, ``updates`` image updates, no in-loop evaluation."""
+    return [sys.executable, script, "--dataset", "MNIST", "--model", "ConvNet", "--ipc", str(ipc),
+            "--Iteration", str(updates - 1), "--batch_real", str(batch_real), "--num_exp", "1",
+            "--num_eval", "0", "--eval_mode", "S", "--dsa_strategy", DSA_STRATEGY,
+            "--data_path", str(Path(os.environ["BENCH_DATA_ROOT"]).resolve() / "mnist"), "--save_path", str(save),
+            *extra]
+
+
+def authors_seconds_per_iteration(stdout: str) -> float:
+    """Their log's "[YYYY-mm-dd HH:MM:SS] iter = 0010, loss" lines (every 10 iterations, each printed
+    after its iteration's update): seconds between the first and the last, per iteration."""
+    stamps = [(int(m.group(2)), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
+              for m in re.finditer(r"\[([\d-]+ [\d:]+)\] iter = (\d+)", stdout)]
+    (i0, t0), (i1, t1) = stamps[0], stamps[-1]
+    return (t1 - t0) / (i1 - i0)
+
+
 def run_authors(cell: dict, name: str, k: int, work: Path) -> dict:
     repo = Path(os.environ["VICO_REPO"]).resolve()
     save = work / f"authors_{name}_{k}"
     save.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, cell["script"], "--dataset", "MNIST", "--model", "ConvNet", "--ipc", str(cell["ipc"]),
-           "--Iteration", str(cell["updates"] - 1), "--batch_real", str(cell["batch_real"]), "--num_exp", "1",
-           "--num_eval", "0", "--eval_mode", "S", "--dsa_strategy", DSA_STRATEGY,
-           "--data_path", str(Path(os.environ["BENCH_DATA_ROOT"]).resolve() / "mnist"), "--save_path", str(save),
-           *cell["theirs"]]
+    cmd = authors_command(cell["script"], cell["ipc"], cell["updates"], cell["batch_real"], save, cell["theirs"])
     out = subprocess.run(cmd, cwd=repo, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"authors' {cell['script']} failed:\n{out.stderr[-2000:]}")
-    # "[YYYY-mm-dd HH:MM:SS] iter = 0010, loss" every 10 iterations: seconds between the first and last
-    stamps = [(int(m.group(2)), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
-              for m in re.finditer(r"\[([\d-]+ [\d:]+)\] iter = (\d+)", out.stdout)]
-    (i0, t0), (i1, t1) = stamps[0], stamps[-1]
     result = next(save.glob("res_*.pt"))
     import torch
     images, labels = torch.load(result, weights_only=False)["data"][-1]
-    return {"images": images, "labels": labels, "s_per_it": (t1 - t0) / (i1 - i0), "cmd": " ".join(cmd[1:])}
+    return {"images": images, "labels": labels, "s_per_it": authors_seconds_per_iteration(out.stdout),
+            "cmd": " ".join(cmd[1:])}
 
 
 def run_ours(cell: dict, name: str, k: int, work: Path) -> dict:
