@@ -1,0 +1,350 @@
+"""Seconds per distillation iteration on a GPU, ours against the authors' code (issue #14), one side
+after the other in one process tree on one device: DC, DSA, DM (VICO-UoE/DatasetCondensation
+``main.py`` / ``main_DM.py``), IDC (snu-mllab/Efficient-Dataset-Condensation ``condense.py``) and
+IDC + DREAM (lyq312318224/DREAM ``condense.py``), on genuine MNIST and CIFAR10-JPEG, IPC 1 and 10.
+
+Made for one short call of the device tool (a lent H200): every row is appended to
+``<out>/gpu_speed.jsonl`` the moment it is measured, a deadline skips what no longer fits, and the
+table is printed last. It also runs on a CPU (``--device cpu``, small iteration counts) to check the
+pipeline; the authors' IDC/DREAM code needs its ``.cuda()`` calls mapped to the CPU there.
+
+How each side is timed, warm-up excluded on both:
+* VICO: their loop prints a stamp every 10 iterations; a runner replaces ``utils.get_time`` with a
+  microsecond clock (their stamp has 1 s resolution), so s/it = (stamp at the last - stamp at 0) /
+  iterations. Their loop reads every loss with ``.item()``, so each iteration ends synchronised.
+  The runner also materialises their ``dst_train`` once per dataset as tensors (same values), since
+  their ``main()`` indexes all 60,000 images one by one at every start.
+* IDC and DREAM: their own ``--time`` instrument (``misc.utils.TimeStamp``: seconds per stage,
+  summed over every 10 inner steps); the process is stopped after the third summary and the first
+  (warm-up, cuDNN autotuning) is dropped: s/inner step = sum of the later summaries / their steps.
+* ours: ``bench.run.timing.time_method`` (synchronised at its end) for N+1 and for 1 iteration(s)
+  of the same config on the full training set: s/it = (T(N+1) - T(1)) / N. IDC's "iteration" is an
+  outer iteration, so it runs with ``inner_loop=10`` and the rate is per inner step, as theirs.
+
+Patches to the authors' exports, maths unchanged (docs/parity.md): VICO ``.view(`` -> ``.reshape(``
+in ``networks.py`` and the ``.clone()`` of DiffAugment's Siamese row copies in ``utils.py``; IDC and
+DREAM ``np.int(`` -> ``int(`` in ``misc/utils.py``; an empty ``efficientnet_pytorch`` module; and
+torchvision's ``CIFAR10._check_integrity`` answering True (the pickles here are written from the
+JPEG re-encoding, so their md5 differs from the published ones).
+
+    python experiments/speed/gpu_side_by_side.py --assets .gpu --out results/gpu
+    python experiments/speed/gpu_side_by_side.py --summary experiments/speed/results/gpu_speed.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import io
+import json
+import os
+import pickle
+import re
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+START = time.time()
+
+# (method, IPC) -> iterations timed on the authors' side (multiples of 10: their stamps are every 10)
+ITERATIONS = {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 10, ("dsa", 10): 10, ("dm", 10): 40}
+OURS_ITERATIONS = {("dc", 10): 3, ("dsa", 10): 3}  # ours, where fewer do (no stamps to align with)
+VICO = {"dc": ("main.py", ["--method", "DC", "--init", "noise"]),
+        "dsa": ("main.py", ["--method", "DSA", "--init", "real"]),
+        "dm": ("main_DM.py", ["--init", "real"])}
+MNIST_DSA = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our catalog's entry
+DATASETS = {"mnist": ("MNIST", "mnist"), "cifar10-jpeg": ("CIFAR10", "cifar10")}  # ours -> (VICO, IDC) names
+IDC_FLUSHES = 3
+# DREAM's argument.py defaults to --match bi_match, which its matchloss does not handle (returns None:
+# "'NoneType' object has no attribute 'item'" at the first step); grad is IDC's and the paper's
+CONDENSE = (("idc", "idc", "snu-mllab/Efficient-Dataset-Condensation", ()),
+            ("idc+dream", "dream", "lyq312318224/DREAM", ("--match", "grad")))  # summaries of 10 inner steps read before stopping; the first is warm-up
+
+
+def emit(out: Path, row: dict) -> None:
+    row = {**row, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "elapsed_s": round(time.time() - START, 1)}
+    with (out / "gpu_speed.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
+
+
+# ---------------------------------------------------------------- data for both sides
+
+def prepare_data(assets: Path, work: Path) -> Path:
+    """``<work>/data``: mnist/MNIST/raw (from the carried .gz files), cifar10-jpeg/ (the archive),
+    and cifar10/cifar-10-batches-py (pickles written from our decode of the archive, for the
+    authors' torchvision ``CIFAR10``)."""
+    data = work / "data"
+    raw = data / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in (assets / "mnist").glob("*.gz"):
+        target = raw / gz.name[:-3]
+        if not target.exists():
+            target.write_bytes(gzip.decompress(gz.read_bytes()))
+    jpeg = data / "cifar10-jpeg"
+    jpeg.mkdir(parents=True, exist_ok=True)
+    if not (jpeg / "cifar10-jpeg.tar.gz").exists():
+        shutil.copy(assets / "cifar10-jpeg" / "cifar10-jpeg.tar.gz", jpeg)
+    pickles = data / "cifar10" / "cifar-10-batches-py"
+    if not (pickles / "test_batch").exists():
+        write_cifar_pickles(data, pickles)
+    return data
+
+
+def write_cifar_pickles(data: Path, dest: Path) -> None:
+    from bench.data.datasets import load_dataset
+
+    ds = load_dataset("cifar10-jpeg", data)
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def batch(images, labels):  # CIFAR's layout: uint8 rows of 3072 (R plane, G, B), list of labels
+        rows = (images * 255).round().clamp(0, 255).to(dtype=__import__("torch").uint8).reshape(len(images), -1)
+        return {"data": rows.numpy(), "labels": [int(y) for y in labels]}
+
+    n = len(ds.train_images)
+    for k in range(5):
+        part = slice(k * n // 5, (k + 1) * n // 5)
+        with open(dest / f"data_batch_{k + 1}", "wb") as fh:
+            pickle.dump(batch(ds.train_images[part], ds.train_labels[part]), fh)
+    with open(dest / "test_batch", "wb") as fh:
+        pickle.dump(batch(ds.test_images, ds.test_labels), fh)
+    with open(dest / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": list(ds.class_names)}, fh)
+
+
+def authors_site(work: Path) -> Path:
+    """A folder put first on the authors' PYTHONPATH: an empty ``efficientnet_pytorch`` (IDC's
+    train.py imports it at the top; unused here) and a ``sitecustomize`` that lets torchvision's
+    CIFAR10 read pickles whose md5 is not the published one."""
+    site = work / "authors_site"
+    (site / "efficientnet_pytorch").mkdir(parents=True, exist_ok=True)
+    (site / "efficientnet_pytorch" / "__init__.py").write_text("EfficientNet = None\n")
+    (site / "sitecustomize.py").write_text(
+        "import torchvision.datasets as _d\n_d.CIFAR10._check_integrity = lambda self: True\n")
+    return site
+
+
+# ---------------------------------------------------------------- ours
+
+def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float, quick: bool) -> None:
+    import torch
+
+    from bench.core.allocator import keep_freed_memory
+    from bench.data.datasets import load_dataset
+    from bench.run.timing import time_method
+
+    keep_freed_memory()  # as every bench command does
+    dev = torch.device(device)
+    ds = load_dataset(dataset, data)
+    cells = [(m, ipc, OURS_ITERATIONS.get((m, ipc), n)) for (m, ipc), n in ITERATIONS.items()]
+    ipcs = sorted({ipc for _, ipc in ITERATIONS})
+    cells += [(m, ipc, 3) for m in ("idc", "idc+dream") for ipc in ipcs]
+    time_method("dm", ds, 1, 2, False, dev)  # untimed: CUDA context, cuDNN handles
+    for method, ipc, n in cells:
+        if time.time() > deadline:
+            emit(out, {"side": "ours", "method": method, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
+            continue
+        n = 1 if quick else n
+        name, dream = method.split("+")[0], method.endswith("+dream")
+        extra = {"inner_loop": 10} if name == "idc" else {}
+        batched = None if name == "idc" else False  # per-class: the authors' loop
+        one = time_method(name, ds, ipc, 1, batched, dev, extra, dream=dream)["s_per_it"]
+        many = time_method(name, ds, ipc, n + 1, batched, dev, extra, dream=dream)["s_per_it"] * (n + 1)
+        steps = n * (10 if name == "idc" else 1)
+        emit(out, {"side": "ours", "method": method, "dataset": dataset, "ipc": ipc, "device": device_name(device),
+                   "s_per_it": (many - one) / steps, "timed": steps,
+                   "unit": "inner step" if name == "idc" else "iteration",
+                   "torch": torch.__version__, "threads": torch.get_num_threads()})
+
+
+# ---------------------------------------------------------------- the authors' VICO code
+
+def vico_runner(repo: Path, dataset: str, data: Path, device: str, out: Path, deadline: float, quick: bool) -> None:
+    """In-process: their main.py / main_DM.py run by runpy with ``sys.argv`` set, stdout captured."""
+    sys.path.insert(0, str(repo))
+    os.chdir(repo)
+    import torch
+    import utils  # their utils.py
+
+    utils.get_time = lambda: "[t=%.6f]" % time.perf_counter()
+    original, cache = utils.get_dataset, {}
+
+    class Materialised(torch.utils.data.Dataset):  # their dst_train's items, computed once
+        def __init__(self, dst):
+            items = [dst[i] for i in range(len(dst))]
+            self.images = torch.stack([x for x, _ in items])
+            self.labels = [int(y) for _, y in items]
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return self.images[i], self.labels[i]
+
+    def get_dataset(name, path):
+        if name not in cache:
+            got = list(original(name, path))
+            got[6] = Materialised(got[6])
+            cache[name] = tuple(got)
+        return cache[name]
+
+    utils.get_dataset = get_dataset
+    vico_name = DATASETS[dataset][0]
+    root = data / ("mnist" if dataset == "mnist" else "cifar10")
+    if vico_name == "CIFAR10":  # their get_dataset reads <path>/cifar-10-batches-py
+        import torchvision.datasets as tvd
+        tvd.CIFAR10._check_integrity = lambda self: True
+    for (method, ipc), n in ITERATIONS.items():
+        if time.time() > deadline:
+            emit(out, {"side": "authors", "method": method, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
+            continue
+        n = 10 if quick else n
+        script, flags = VICO[method]
+        strategy = ["--dsa_strategy", MNIST_DSA] if dataset == "mnist" else []
+        sys.argv = [script, "--dataset", vico_name, "--model", "ConvNet", "--ipc", str(ipc), "--Iteration", str(n),
+                    "--num_exp", "1", "--num_eval", "0", "--eval_mode", "S", "--data_path", str(root),
+                    "--save_path", str(Path(os.environ.get("TMPDIR", "/tmp")) / "vico_save"), *strategy, *flags]
+        os.makedirs(sys.argv[sys.argv.index("--save_path") + 1], exist_ok=True)
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            runpy.run_path(script, run_name="__main__")
+        stamps = [(int(m.group(2)), float(m.group(1)))
+                  for m in re.finditer(r"\[t=([\d.]+)\] iter = (\d+)", captured.getvalue())]
+        (i0, t0), (i1, t1) = stamps[0], stamps[-1]
+        emit(out, {"side": "authors", "method": method, "dataset": dataset, "ipc": ipc, "device": device_name(device),
+                   "s_per_it": (t1 - t0) / (i1 - i0), "timed": i1 - i0, "unit": "iteration",
+                   "repo": "VICO-UoE/DatasetCondensation", "script": script, "argv": sys.argv[1:],
+                   "torch": torch.__version__})
+
+
+# ---------------------------------------------------------------- the authors' IDC and DREAM code
+
+def time_condense(repo: Path, label: str, repo_name: str, dataset: str, ipc: int, data: Path, site: Path,
+                  device: str, out: Path, deadline: float, flags: tuple = ()) -> None:
+    """Their condense.py --reproduce with --time, stopped after IDC_FLUSHES summaries."""
+    if time.time() > deadline:
+        emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
+        return
+    idc_name = DATASETS[dataset][1]
+    root = data / ("mnist" if dataset == "mnist" else "cifar10")
+    cmd = [sys.executable, "-u", "condense.py", "--reproduce", "-d", idc_name, "-f", "2", "--ipc", str(ipc),
+           "--data_dir", str(root), "--time", "--test", "--workers", "0", *flags]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    # a process that hangs without printing must not hold the lease: killed a minute past the deadline
+    watchdog = threading.Timer(max(1.0, deadline + 60 - time.time()), lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.start()
+    summaries, current, lines = [], None, []
+    for line in proc.stdout:
+        lines.append(line)
+        if "=========Summary=========" in line:
+            current = {}
+            summaries.append(current)
+        elif current is not None and (m := re.match(r"(.+?): ([\d.]+)s \(avg .* count (\d+)\)", line.strip())):
+            current[m.group(1)] = (float(m.group(2)), int(m.group(3)))
+        if len(summaries) > IDC_FLUSHES or time.time() > deadline + 60:
+            break
+    watchdog.cancel()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    timed = [s for s in summaries[1:IDC_FLUSHES] if s]
+    if not timed:
+        emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "failed": "".join(lines[-30:])})
+        return
+    seconds = sum(v[0] for s in timed for v in s.values())
+    steps = 10 * len(timed)
+    stages = {k: sum(s[k][0] for s in timed) / steps for k in timed[0]}
+    emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "device": device_name(device),
+               "s_per_it": seconds / steps, "timed": steps, "unit": "inner step", "stages": stages,
+               "repo": repo_name, "argv": cmd[2:]})
+
+
+# ---------------------------------------------------------------- summary
+
+def summary(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    got = {(r["side"], r["method"], r["dataset"], r["ipc"]): r for r in rows if "s_per_it" in r}
+    print("| method | dataset | IPC | unit | authors s | ours s | ours vs authors |")
+    print("|---|---|---|---|---|---|---|")
+    keys = dict.fromkeys((r["method"], r["dataset"], r["ipc"]) for r in rows if "s_per_it" in r)
+    for method, dataset, ipc in keys:
+        a, o = got.get(("authors", method, dataset, ipc)), got.get(("ours", method, dataset, ipc))
+        unit = (a or o)["unit"]
+        ratio = f"{a['s_per_it'] / o['s_per_it']:.2f}x" if a and o else "-"
+        print(f"| {method} | {dataset} | {ipc} | {unit} | {a['s_per_it']:.4f} | " if a else f"| {method} | {dataset} | {ipc} | {unit} | - | ",
+              end="")
+        print(f"{o['s_per_it']:.4f} | {ratio} |" if o else f"- | {ratio} |")
+    devices = {r.get("device") for r in rows if r.get("device")}
+    print(f"\ndevices: {', '.join(sorted(devices))}; skipped: {sum('skipped' in r for r in rows)}; "
+          f"failed: {sum('failed' in r for r in rows)}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--assets", type=Path, help="folder with vico/, idc/, dream/ exports, mnist/*.gz, cifar10-jpeg/")
+    p.add_argument("--work", type=Path, default=Path("/tmp/gpu_side_by_side"))
+    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "speed" / "results")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--budget", type=float, default=420.0, help="seconds after which cells are skipped")
+    p.add_argument("--datasets", default="mnist,cifar10-jpeg")
+    p.add_argument("--ipcs", default="1,10")
+    p.add_argument("--quick", action="store_true", help="tiny iteration counts (a pipeline check on a CPU)")
+    p.add_argument("--summary", type=Path)
+    p.add_argument("--_side", help=argparse.SUPPRESS)
+    p.add_argument("--_dataset", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.summary:
+        return summary(args.summary)
+    deadline = START + args.budget
+    args.out, args.work = args.out.resolve(), args.work.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    ipcs = [int(x) for x in args.ipcs.split(",")]
+    for key in [k for k in ITERATIONS if k[1] not in ipcs]:
+        del ITERATIONS[key]
+    data = args.work / "data"
+    if args._side == "ours":
+        return time_ours(args._dataset, data, args.device, args.out, deadline, args.quick)
+    if args._side == "vico":
+        return vico_runner((args.assets / "vico").resolve(), args._dataset, data, args.device, args.out, deadline,
+                           args.quick)
+    args.work.mkdir(parents=True, exist_ok=True)
+    prepare_data(args.assets, args.work)
+    site = authors_site(args.work)
+    print(f"data ready after {time.time() - START:.0f} s", flush=True)
+    remaining = lambda: max(1.0, deadline - time.time())  # noqa: E731
+    for ipc in ipcs:  # IPC 1 everywhere first: what a short lease must not miss
+        for dataset in args.datasets.split(","):
+            for side in ("ours", "vico"):  # each in a fresh process: one CUDA context at a time
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--_side", side, "--_dataset", dataset,
+                       "--work", str(args.work), "--out", str(args.out), "--device", args.device,
+                       "--budget", str(remaining()), "--ipcs", str(ipc)]
+                if args.assets:
+                    cmd += ["--assets", str(args.assets)]
+                if args.quick:
+                    cmd.append("--quick")
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+                if side == "vico":
+                    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+                subprocess.run(cmd, env=env, cwd=ROOT, check=False)
+            for label, sub, repo_name, flags in CONDENSE:
+                time_condense((args.assets / sub).resolve(), label, repo_name, dataset, ipc, args.work / "data",
+                              site, args.device, args.out, deadline, flags)
+    summary(args.out / "gpu_speed.jsonl")
+
+
+if __name__ == "__main__":
+    main()
