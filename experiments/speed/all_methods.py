@@ -1,10 +1,10 @@
-"""Seconds per distillation iteration on a GPU, ours against the authors' code (issue #14), one side
-after the other in one process tree on one device: DC, DSA, DM (VICO-UoE/DatasetCondensation
+"""Seconds per distillation iteration, ours against the authors' code (issue #14), one side after the
+other in one process tree on one device (a GPU, or a CPU with ``--profile cpu --threads 1``): DC, DSA, DM (VICO-UoE/DatasetCondensation
 ``main.py`` / ``main_DM.py``), IDC (snu-mllab/Efficient-Dataset-Condensation ``condense.py``) and
 IDC + DREAM (lyq312318224/DREAM ``condense.py``), on genuine MNIST and CIFAR10-JPEG, IPC 1 and 10.
 
 Made for one short call of the device tool (a lent H200): every row is appended to
-``<out>/gpu_speed.jsonl`` the moment it is measured, a deadline skips what no longer fits, and the
+``<out>/all_methods.jsonl`` the moment it is measured, a deadline skips what no longer fits, and the
 table is printed last. It also runs on a CPU (``--device cpu``, small iteration counts) to check the
 pipeline; the authors' IDC/DREAM code needs its ``.cuda()`` calls mapped to the CPU there.
 
@@ -27,8 +27,8 @@ DREAM ``np.int(`` -> ``int(`` in ``misc/utils.py``; an empty ``efficientnet_pyto
 torchvision's ``CIFAR10._check_integrity`` answering True (the pickles here are written from the
 JPEG re-encoding, so their md5 differs from the published ones).
 
-    python experiments/speed/gpu_side_by_side.py --assets .gpu --out results/gpu
-    python experiments/speed/gpu_side_by_side.py --summary experiments/speed/results/gpu_speed.jsonl
+    python experiments/speed/all_methods.py --assets .gpu --out results/gpu
+    python experiments/speed/all_methods.py --summary experiments/speed/results/all_methods.jsonl
 """
 from __future__ import annotations
 
@@ -52,15 +52,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 START = time.time()
 
-# (method, IPC) -> iterations timed on the authors' side (multiples of 10: their stamps are every 10)
-ITERATIONS = {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 10, ("dsa", 10): 10, ("dm", 10): 40}
-OURS_ITERATIONS = {("dc", 10): 3, ("dsa", 10): 3}  # ours, where fewer do (no stamps to align with)
+# Iterations timed per (method, IPC): the authors' side ("theirs": a multiple of 10, their stamps
+# being every 10; 0 = their iteration 0 alone, from their "training begins" stamp, warm-up included,
+# which only counts against them) and ours (N in (T(N+1) - T(1)) / N; IDC: outer iterations of 10
+# inner steps). The cpu profile fits one thread of this 2-core machine.
+PROFILES = {
+    "gpu": {"theirs": {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 10, ("dsa", 10): 10, ("dm", 10): 40},
+            "ours": {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 3, ("dsa", 10): 3, ("dm", 10): 40,
+                     ("idc", 1): 3, ("idc", 10): 3},
+            "flushes": 3},
+    "cpu": {"theirs": {("dc", 1): 10, ("dsa", 1): 10, ("dm", 1): 10, ("dc", 10): 0, ("dsa", 10): 0, ("dm", 10): 10},
+            "ours": {("dc", 1): 3, ("dsa", 1): 3, ("dm", 1): 5, ("dc", 10): 1, ("dsa", 10): 1, ("dm", 10): 3,
+                     ("idc", 1): 1, ("idc", 10): 1},
+            "flushes": 2},
+    "quick": {"theirs": {("dc", 1): 10, ("dsa", 1): 10, ("dm", 1): 10},
+              "ours": {("dc", 1): 1, ("dsa", 1): 1, ("dm", 1): 1, ("idc", 1): 1}, "flushes": 2},
+}
+PROFILE = dict(PROFILES["gpu"])  # the chosen profile, set by main()
 VICO = {"dc": ("main.py", ["--method", "DC", "--init", "noise"]),
         "dsa": ("main.py", ["--method", "DSA", "--init", "real"]),
         "dm": ("main_DM.py", ["--init", "real"])}
 MNIST_DSA = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our catalog's entry
 DATASETS = {"mnist": ("MNIST", "mnist"), "cifar10-jpeg": ("CIFAR10", "cifar10")}  # ours -> (VICO, IDC) names
-IDC_FLUSHES = 3
 # DREAM's argument.py defaults to --match bi_match, which its matchloss does not handle (returns None:
 # "'NoneType' object has no attribute 'item'" at the first step); grad is IDC's and the paper's
 CONDENSE = (("idc", "idc", "snu-mllab/Efficient-Dataset-Condensation", ()),
@@ -69,9 +82,13 @@ CONDENSE = (("idc", "idc", "snu-mllab/Efficient-Dataset-Condensation", ()),
 
 def emit(out: Path, row: dict) -> None:
     row = {**row, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "elapsed_s": round(time.time() - START, 1)}
-    with (out / "gpu_speed.jsonl").open("a") as fh:
+    with (out / "all_methods.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
+
+
+def load_average() -> float:
+    return float(open("/proc/loadavg").read().split()[0])
 
 
 def device_name(device: str) -> str:
@@ -132,13 +149,14 @@ def authors_site(work: Path) -> Path:
     (site / "efficientnet_pytorch").mkdir(parents=True, exist_ok=True)
     (site / "efficientnet_pytorch" / "__init__.py").write_text("EfficientNet = None\n")
     (site / "sitecustomize.py").write_text(
-        "import torchvision.datasets as _d\n_d.CIFAR10._check_integrity = lambda self: True\n")
+        "import torchvision.datasets as _d, torchvision.datasets.cifar as _c\n"
+        "_d.CIFAR10._check_integrity = lambda self: True\n_c.check_integrity = lambda *a, **k: True\n")
     return site
 
 
 # ---------------------------------------------------------------- ours
 
-def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float, quick: bool) -> None:
+def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float, ipcs: list[int]) -> None:
     import torch
 
     from bench.core.allocator import keep_freed_memory
@@ -148,15 +166,15 @@ def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float,
     keep_freed_memory()  # as every bench command does
     dev = torch.device(device)
     ds = load_dataset(dataset, data)
-    cells = [(m, ipc, OURS_ITERATIONS.get((m, ipc), n)) for (m, ipc), n in ITERATIONS.items()]
-    ipcs = sorted({ipc for _, ipc in ITERATIONS})
-    cells += [(m, ipc, 3) for m in ("idc", "idc+dream") for ipc in ipcs]
+    cells = [(m, ipc, n) for (m, ipc), n in PROFILE["ours"].items() if ipc in ipcs]
+    if "idc+dream" in PROFILE["methods"]:
+        cells += [("idc+dream", ipc, n) for (m, ipc), n in PROFILE["ours"].items() if m == "idc" and ipc in ipcs]
     time_method("dm", ds, 1, 2, False, dev)  # untimed: CUDA context, cuDNN handles
     for method, ipc, n in cells:
         if time.time() > deadline:
             emit(out, {"side": "ours", "method": method, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
             continue
-        n = 1 if quick else n
+        load = load_average()
         name, dream = method.split("+")[0], method.endswith("+dream")
         extra = {"inner_loop": 10} if name == "idc" else {}
         batched = None if name == "idc" else False  # per-class: the authors' loop
@@ -166,12 +184,12 @@ def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float,
         emit(out, {"side": "ours", "method": method, "dataset": dataset, "ipc": ipc, "device": device_name(device),
                    "s_per_it": (many - one) / steps, "timed": steps,
                    "unit": "inner step" if name == "idc" else "iteration",
-                   "torch": torch.__version__, "threads": torch.get_num_threads()})
+                   "torch": torch.__version__, "threads": torch.get_num_threads(), "load_before": load})
 
 
 # ---------------------------------------------------------------- the authors' VICO code
 
-def vico_runner(repo: Path, dataset: str, data: Path, device: str, out: Path, deadline: float, quick: bool) -> None:
+def vico_runner(repo: Path, dataset: str, data: Path, device: str, out: Path, deadline: float, ipcs: list[int]) -> None:
     """In-process: their main.py / main_DM.py run by runpy with ``sys.argv`` set, stdout captured."""
     sys.path.insert(0, str(repo))
     os.chdir(repo)
@@ -205,12 +223,16 @@ def vico_runner(repo: Path, dataset: str, data: Path, device: str, out: Path, de
     root = data / ("mnist" if dataset == "mnist" else "cifar10")
     if vico_name == "CIFAR10":  # their get_dataset reads <path>/cifar-10-batches-py
         import torchvision.datasets as tvd
+        import torchvision.datasets.cifar as cifar
         tvd.CIFAR10._check_integrity = lambda self: True
-    for (method, ipc), n in ITERATIONS.items():
+        cifar.check_integrity = lambda *a, **k: True  # batches.meta's md5 too
+    for (method, ipc), n in PROFILE["theirs"].items():
+        if ipc not in ipcs:
+            continue
         if time.time() > deadline:
             emit(out, {"side": "authors", "method": method, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
             continue
-        n = 10 if quick else n
+        load = load_average()
         script, flags = VICO[method]
         strategy = ["--dsa_strategy", MNIST_DSA] if dataset == "mnist" else []
         sys.argv = [script, "--dataset", vico_name, "--model", "ConvNet", "--ipc", str(ipc), "--Iteration", str(n),
@@ -222,11 +244,14 @@ def vico_runner(repo: Path, dataset: str, data: Path, device: str, out: Path, de
             runpy.run_path(script, run_name="__main__")
         stamps = [(int(m.group(2)), float(m.group(1)))
                   for m in re.finditer(r"\[t=([\d.]+)\] iter = (\d+)", captured.getvalue())]
+        if n == 0:  # iteration 0 alone: from the stamp printed just before their loop
+            begins = float(re.search(r"\[t=([\d.]+)\] training begins", captured.getvalue()).group(1))
+            stamps.insert(0, (-1, begins))
         (i0, t0), (i1, t1) = stamps[0], stamps[-1]
         emit(out, {"side": "authors", "method": method, "dataset": dataset, "ipc": ipc, "device": device_name(device),
                    "s_per_it": (t1 - t0) / (i1 - i0), "timed": i1 - i0, "unit": "iteration",
                    "repo": "VICO-UoE/DatasetCondensation", "script": script, "argv": sys.argv[1:],
-                   "torch": torch.__version__})
+                   "torch": torch.__version__, "threads": torch.get_num_threads(), "load_before": load})
 
 
 # ---------------------------------------------------------------- the authors' IDC and DREAM code
@@ -237,6 +262,7 @@ def time_condense(repo: Path, label: str, repo_name: str, dataset: str, ipc: int
     if time.time() > deadline:
         emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "skipped": "deadline"})
         return
+    load = load_average()
     idc_name = DATASETS[dataset][1]
     root = data / ("mnist" if dataset == "mnist" else "cifar10")
     cmd = [sys.executable, "-u", "condense.py", "--reproduce", "-d", idc_name, "-f", "2", "--ipc", str(ipc),
@@ -255,13 +281,13 @@ def time_condense(repo: Path, label: str, repo_name: str, dataset: str, ipc: int
             summaries.append(current)
         elif current is not None and (m := re.match(r"(.+?): ([\d.]+)s \(avg .* count (\d+)\)", line.strip())):
             current[m.group(1)] = (float(m.group(2)), int(m.group(3)))
-        if len(summaries) > IDC_FLUSHES or time.time() > deadline + 60:
+        if len(summaries) > PROFILE["flushes"] or time.time() > deadline + 60:
             break
     watchdog.cancel()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    timed = [s for s in summaries[1:IDC_FLUSHES] if s]
+    timed = [s for s in summaries[1:PROFILE["flushes"]] if s]
     if not timed:
         emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "failed": "".join(lines[-30:])})
         return
@@ -270,7 +296,8 @@ def time_condense(repo: Path, label: str, repo_name: str, dataset: str, ipc: int
     stages = {k: sum(s[k][0] for s in timed) / steps for k in timed[0]}
     emit(out, {"side": "authors", "method": label, "dataset": dataset, "ipc": ipc, "device": device_name(device),
                "s_per_it": seconds / steps, "timed": steps, "unit": "inner step", "stages": stages,
-               "repo": repo_name, "argv": cmd[2:]})
+               "repo": repo_name, "argv": cmd[2:], "threads": os.environ.get("OMP_NUM_THREADS", "all"),
+               "load_before": load})
 
 
 # ---------------------------------------------------------------- summary
@@ -302,7 +329,11 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=420.0, help="seconds after which cells are skipped")
     p.add_argument("--datasets", default="mnist,cifar10-jpeg")
     p.add_argument("--ipcs", default="1,10")
-    p.add_argument("--quick", action="store_true", help="tiny iteration counts (a pipeline check on a CPU)")
+    p.add_argument("--methods", default="dc,dsa,dm,idc,idc+dream")
+    p.add_argument("--sides", default="ours,authors")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="gpu",
+                   help="iteration counts: gpu, cpu (one thread of a small CPU), quick (a pipeline check)")
+    p.add_argument("--threads", type=int, help="threads per process on a CPU (OMP/MKL_NUM_THREADS; default all)")
     p.add_argument("--summary", type=Path)
     p.add_argument("--_side", help=argparse.SUPPRESS)
     p.add_argument("--_dataset", help=argparse.SUPPRESS)
@@ -313,14 +344,18 @@ def main() -> None:
     args.out, args.work = args.out.resolve(), args.work.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     ipcs = [int(x) for x in args.ipcs.split(",")]
-    for key in [k for k in ITERATIONS if k[1] not in ipcs]:
-        del ITERATIONS[key]
+    PROFILE.update(PROFILES[args.profile])
+    methods = PROFILE["methods"] = args.methods.split(",")
+    PROFILE["theirs"] = {k: v for k, v in PROFILE["theirs"].items() if k[0] in methods}
+    PROFILE["ours"] = {k: v for k, v in PROFILE["ours"].items() if k[0] in methods}
+    if args.threads:
+        os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     data = args.work / "data"
     if args._side == "ours":
-        return time_ours(args._dataset, data, args.device, args.out, deadline, args.quick)
+        return time_ours(args._dataset, data, args.device, args.out, deadline, ipcs)
     if args._side == "vico":
         return vico_runner((args.assets / "vico").resolve(), args._dataset, data, args.device, args.out, deadline,
-                           args.quick)
+                           ipcs)
     args.work.mkdir(parents=True, exist_ok=True)
     prepare_data(args.assets, args.work)
     site = authors_site(args.work)
@@ -328,22 +363,24 @@ def main() -> None:
     remaining = lambda: max(1.0, deadline - time.time())  # noqa: E731
     for ipc in ipcs:  # IPC 1 everywhere first: what a short lease must not miss
         for dataset in args.datasets.split(","):
-            for side in ("ours", "vico"):  # each in a fresh process: one CUDA context at a time
+            sides = [s for s, name in (("ours", "ours"), ("vico", "authors")) if name in args.sides.split(",")]
+            for side in sides:  # each in a fresh process: one CUDA context at a time
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--_side", side, "--_dataset", dataset,
                        "--work", str(args.work), "--out", str(args.out), "--device", args.device,
                        "--budget", str(remaining()), "--ipcs", str(ipc)]
                 if args.assets:
                     cmd += ["--assets", str(args.assets)]
-                if args.quick:
-                    cmd.append("--quick")
+                cmd += ["--profile", args.profile, "--methods", args.methods] + (["--threads", str(args.threads)] if args.threads else [])
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
                 if side == "vico":
                     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
                 subprocess.run(cmd, env=env, cwd=ROOT, check=False)
             for label, sub, repo_name, flags in CONDENSE:
+                if label not in methods or "authors" not in args.sides:
+                    continue
                 time_condense((args.assets / sub).resolve(), label, repo_name, dataset, ipc, args.work / "data",
                               site, args.device, args.out, deadline, flags)
-    summary(args.out / "gpu_speed.jsonl")
+    summary(args.out / "all_methods.jsonl")
 
 
 if __name__ == "__main__":
