@@ -126,23 +126,20 @@ _TRAJECTORY = ["--set", "num_experts=2", "--set", "expert_train_epochs=5", "--se
                "--set", "batch_syn=10", "--set", "iterations=12", "--set", "lr_img=100", "--set", "lr_lr=0"]
 
 
-# IPC 10 needs more than IPC 1 to move 100 images off their real starting points: 30 iterations of
-# 10 student steps (about 20 s of distillation a seed here)
-_LONGER = {10: ["--set", "iterations=30", "--set", "syn_steps=10"]}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("ipc", [1, 10])
+@pytest.mark.parametrize("ipc", [1])
 def test_mtt_and_tesla_beat_random_on_mnist(data_root, tmp_path, ipc):
-    """Measured here (mean of seeds 0-1, one network each): IPC 1 random 47.15, mtt 52.20, tesla
-    52.05 %; IPC 10 with _LONGER: see the closing note of issue #15 (the margin at IPC 10 is small:
-    100 real images already score about 88.75 % after 100 epochs)."""
+    """IPC 1 only (measured here: random 47.15, mtt 52.20, tesla 52.05 %, mean of seeds 0-1). At IPC 10
+    this budget leaves the images where they started (random 88.75, mtt 88.65, tesla 88.70 %); 30
+    iterations of 10 student steps on batches of 10 gave mtt 89.65 and tesla 89.10 against 88.75 (2026-12-02,
+    before experts stopped reseeding the run), margins within one network's spread, for about 5 more
+    minutes of CI, which it does not have."""
     out = tmp_path / "results"
     out.mkdir()
     common = ["--dataset", "mnist", "--ipc", str(ipc), "--seeds", "0-1", "--data-root", str(data_root),
               "--out", str(out), *_SMALL_MNIST]
     assert _bench("run", "--method", "random", *common, cwd=out.parent).returncode == 0
-    ran = _bench("run", "--method", "mtt,tesla", *common, *_TRAJECTORY, *_LONGER.get(ipc, []), cwd=out.parent)
+    ran = _bench("run", "--method", "mtt,tesla", *common, *_TRAJECTORY, cwd=out.parent)
     assert ran.returncode == 0, ran.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
     mean = {m: np.mean([r["accuracy"]["mean"] for r in records if r["config"]["method"] == m and r["config"]["ipc"] == ipc])
