@@ -54,15 +54,16 @@ START = time.time()
 
 # Iterations timed per (method, IPC): the authors' side ("theirs": a multiple of 10, their stamps
 # being every 10; 0 = their iteration 0 alone, from their "training begins" stamp, warm-up included,
-# which only counts against them) and ours (N in (T(N+1) - T(1)) / N; IDC: outer iterations of 10
-# inner steps). The cpu profile fits one thread of this 2-core machine.
+# which only counts against them) and ours (N in (T(N+1) - T(1)) / N; 0 = T(1) alone, set-up and
+# warm-up included, which only counts against us; IDC: outer iterations of 10 inner steps). The cpu
+# profile fits one thread of this 2-core machine.
 PROFILES = {
     "gpu": {"theirs": {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 10, ("dsa", 10): 10, ("dm", 10): 40},
             "ours": {("dc", 1): 40, ("dsa", 1): 40, ("dm", 1): 40, ("dc", 10): 3, ("dsa", 10): 3, ("dm", 10): 40,
                      ("idc", 1): 3, ("idc", 10): 3},
             "flushes": 3},
     "cpu": {"theirs": {("dc", 1): 10, ("dsa", 1): 10, ("dm", 1): 10, ("dc", 10): 0, ("dsa", 10): 0, ("dm", 10): 10},
-            "ours": {("dc", 1): 3, ("dsa", 1): 3, ("dm", 1): 5, ("dc", 10): 1, ("dsa", 10): 1, ("dm", 10): 3,
+            "ours": {("dc", 1): 3, ("dsa", 1): 3, ("dm", 1): 5, ("dc", 10): 1, ("dsa", 10): 0, ("dm", 10): 3,
                      ("idc", 1): 1, ("idc", 10): 1},
             "flushes": 2},
     "quick": {"theirs": {("dc", 1): 10, ("dsa", 1): 10, ("dm", 1): 10},
@@ -179,10 +180,13 @@ def time_ours(dataset: str, data: Path, device: str, out: Path, deadline: float,
         extra = {"inner_loop": 10} if name == "idc" else {}
         batched = None if name == "idc" else False  # per-class: the authors' loop
         one = time_method(name, ds, ipc, 1, batched, dev, extra, dream=dream)["s_per_it"]
-        many = time_method(name, ds, ipc, n + 1, batched, dev, extra, dream=dream)["s_per_it"] * (n + 1)
+        if n == 0:  # iteration 0 alone, set-up and warm-up included (as theirs with 0 above, and more)
+            many, n = one, 1
+        else:
+            many = time_method(name, ds, ipc, n + 1, batched, dev, extra, dream=dream)["s_per_it"] * (n + 1) - one
         steps = n * (10 if name == "idc" else 1)
         emit(out, {"side": "ours", "method": method, "dataset": dataset, "ipc": ipc, "device": device_name(device),
-                   "s_per_it": (many - one) / steps, "timed": steps,
+                   "s_per_it": many / steps, "timed": steps,
                    "unit": "inner step" if name == "idc" else "iteration",
                    "torch": torch.__version__, "threads": torch.get_num_threads(), "load_before": load})
 
@@ -303,18 +307,18 @@ def time_condense(repo: Path, label: str, repo_name: str, dataset: str, ipc: int
 # ---------------------------------------------------------------- summary
 
 def summary(path: Path) -> None:
+    """The table: the last measured row of each side per cell."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     got = {(r["side"], r["method"], r["dataset"], r["ipc"]): r for r in rows if "s_per_it" in r}
-    print("| method | dataset | IPC | unit | authors s | ours s | ours vs authors |")
-    print("|---|---|---|---|---|---|---|")
-    keys = dict.fromkeys((r["method"], r["dataset"], r["ipc"]) for r in rows if "s_per_it" in r)
-    for method, dataset, ipc in keys:
+    print("| method | dataset | IPC | unit | authors s | ours s | ours vs authors | threads | load before (authors, ours) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method, dataset, ipc in dict.fromkeys(k[1:] for k in got):
         a, o = got.get(("authors", method, dataset, ipc)), got.get(("ours", method, dataset, ipc))
-        unit = (a or o)["unit"]
+        cell = lambda r, key, fmt: format(r[key], fmt) if r and key in r else "-"  # noqa: E731
         ratio = f"{a['s_per_it'] / o['s_per_it']:.2f}x" if a and o else "-"
-        print(f"| {method} | {dataset} | {ipc} | {unit} | {a['s_per_it']:.4f} | " if a else f"| {method} | {dataset} | {ipc} | {unit} | - | ",
-              end="")
-        print(f"{o['s_per_it']:.4f} | {ratio} |" if o else f"- | {ratio} |")
+        print(f"| {method} | {dataset} | {ipc} | {(a or o)['unit']} | {cell(a, 's_per_it', '.3f')} | "
+              f"{cell(o, 's_per_it', '.3f')} | {ratio} | {cell(o or a, 'threads', '')} | "
+              f"{cell(a, 'load_before', '.2f')}, {cell(o, 'load_before', '.2f')} |")
     devices = {r.get("device") for r in rows if r.get("device")}
     print(f"\ndevices: {', '.join(sorted(devices))}; skipped: {sum('skipped' in r for r in rows)}; "
           f"failed: {sum('failed' in r for r in rows)}")
