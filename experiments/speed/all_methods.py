@@ -335,6 +335,7 @@ def main() -> None:
     p.add_argument("--ipcs", default="1,10")
     p.add_argument("--methods", default="dc,dsa,dm,idc,idc+dream")
     p.add_argument("--sides", default="ours,authors")
+    p.add_argument("--ours-iterations", type=int, help="N for every cell of ours (0: iteration 0 alone)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="gpu",
                    help="iteration counts: gpu, cpu (one thread of a small CPU), quick (a pipeline check)")
     p.add_argument("--threads", type=int, help="threads per process on a CPU (OMP/MKL_NUM_THREADS; default all)")
@@ -351,7 +352,8 @@ def main() -> None:
     PROFILE.update(PROFILES[args.profile])
     methods = PROFILE["methods"] = args.methods.split(",")
     PROFILE["theirs"] = {k: v for k, v in PROFILE["theirs"].items() if k[0] in methods}
-    PROFILE["ours"] = {k: v for k, v in PROFILE["ours"].items() if k[0] in methods}
+    PROFILE["ours"] = {k: v if args.ours_iterations is None else args.ours_iterations
+                       for k, v in PROFILE["ours"].items() if k[0] in methods}
     if args.threads:
         os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     data = args.work / "data"
@@ -374,7 +376,10 @@ def main() -> None:
                        "--budget", str(remaining()), "--ipcs", str(ipc)]
                 if args.assets:
                     cmd += ["--assets", str(args.assets)]
-                cmd += ["--profile", args.profile, "--methods", args.methods] + (["--threads", str(args.threads)] if args.threads else [])
+                cmd += ["--profile", args.profile, "--methods", args.methods]
+                cmd += ["--threads", str(args.threads)] if args.threads else []
+                if args.ours_iterations is not None:
+                    cmd += ["--ours-iterations", str(args.ours_iterations)]
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
                 if side == "vico":
                     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
