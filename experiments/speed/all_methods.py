@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments" / "parity"))
+from run_level import DSA_STRATEGY as MNIST_DSA, load_average  # noqa: E402  (one definition of each)
 START = time.time()
 
 # Iterations timed per (method, IPC): the authors' side ("theirs": a multiple of 10, their stamps
@@ -73,7 +75,6 @@ PROFILE = dict(PROFILES["gpu"])  # the chosen profile, set by main()
 VICO = {"dc": ("main.py", ["--method", "DC", "--init", "noise"]),
         "dsa": ("main.py", ["--method", "DSA", "--init", "real"]),
         "dm": ("main_DM.py", ["--init", "real"])}
-MNIST_DSA = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our catalog's entry
 DATASETS = {"mnist": ("MNIST", "mnist"), "cifar10-jpeg": ("CIFAR10", "cifar10")}  # ours -> (VICO, IDC) names
 # DREAM's argument.py defaults to --match bi_match, which its matchloss does not handle (returns None:
 # "'NoneType' object has no attribute 'item'" at the first step); grad is IDC's and the paper's
@@ -86,10 +87,6 @@ def emit(out: Path, row: dict) -> None:
     with (out / "all_methods.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
-
-
-def load_average() -> float:
-    return float(open("/proc/loadavg").read().split()[0])
 
 
 def device_name(device: str) -> str:
@@ -122,13 +119,15 @@ def prepare_data(assets: Path, work: Path) -> Path:
 
 
 def write_cifar_pickles(data: Path, dest: Path) -> None:
+    import torch
+
     from bench.data.datasets import load_dataset
 
     ds = load_dataset("cifar10-jpeg", data)
     dest.mkdir(parents=True, exist_ok=True)
 
     def batch(images, labels):  # CIFAR's layout: uint8 rows of 3072 (R plane, G, B), list of labels
-        rows = (images * 255).round().clamp(0, 255).to(dtype=__import__("torch").uint8).reshape(len(images), -1)
+        rows = (images * 255).round().clamp(0, 255).to(torch.uint8).reshape(len(images), -1)
         return {"data": rows.numpy(), "labels": [int(y) for y in labels]}
 
     n = len(ds.train_images)
