@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import multiprocessing
 import platform
-import signal
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 from bench.data.datasets import load_dataset
 from bench.dream.diagnostics import efficiency
 from bench.grid.expectations import Expectations, ExpectedCell, OrderCheck
+from bench.grid.workers import KillableWorkers
 from bench.run.config import RunConfig, resolve
 from bench.run.runner import execute
 from bench.run.store import RunStore
@@ -84,33 +83,14 @@ def _execute_config(config: RunConfig, out: Path, data_root: Path | None, device
     return record
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C is the parent's to handle: it terminates the workers itself, at once
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _run_in_pool(todo: list[RunConfig], workers: int, args: tuple, progress) -> None:
     """The runs in ``workers`` spawned processes, reported as each finishes. On Ctrl-C (or any
-    error) the workers are terminated, not awaited: a rerun skips the finished runs and resumes the
+    error) the workers are killed, not awaited: a rerun skips the finished runs and resumes the
     rest from their checkpoints."""
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
-    try:
-        pending = {pool.apply_async(_execute_config, (c, *args)): c for c in todo}
-        while pending:
-            done = [job for job in pending if job.ready()]
-            for job in done:
-                config = pending.pop(job)
-                record = job.get()  # re-raises a worker's error here
-                if progress:
-                    progress(config, record)
-            if not done:
-                next(iter(pending)).wait(0.5)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    with KillableWorkers(workers) as pool:
+        for config, record in pool.map_unordered(_execute_config, ((c, (c, *args)) for c in todo)):
+            if progress:
+                progress(config, record)
 
 
 def run_configs(configs: list[RunConfig], out: Path, data_root: Path | None, device: str = "cpu",

@@ -123,7 +123,10 @@ class DiffAugment:
                 transformed = getattr(self, f"_{op}")(x, self._expand(draw.uniforms[op], x))
                 out = torch.where((choice == k).view(-1, 1, 1, 1), transformed, out)
             x = out
-        return x
+        # the crop's gather leaves channels-last strides, and a ConvNet fed channels-last runs its
+        # convolutions and GroupNorm in that layout, 15-20 % slower on a CPU (IDC's network update:
+        # 283 against 234 ms a step). Both authors' DiffAugment end with .contiguous() too.
+        return x.contiguous()
 
     @staticmethod
     def _expand(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
