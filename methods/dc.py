@@ -132,7 +132,7 @@ class DC(Method):
                     real = torch.stack([
                         dataset.normalise(train_images[ctx.sampler.sample(c, n_real, net=net, step=step)])
                         for c in range(k)])
-                    draws = [augment.draw(1, shared=True) for _ in range(k)] if augment is not None else None
+                    draws = [augment.draw(1, shared=True, device=ctx.device) for _ in range(k)] if augment is not None else None
                     syn = image_syn.view(k, ipc, *image_syn.shape[1:])
                     loss = matching(net, real, syn, augment, draws, p.metric)
                     opt_img.zero_grad(set_to_none=True)

@@ -111,7 +111,7 @@ class DM(Method):
                     for c in range(k)])
                 syn = image_syn.view(k, ipc, *image_syn.shape[1:])
                 if augment is not None:
-                    draws = [augment.draw(1, shared=True) for _ in range(k)]
+                    draws = [augment.draw(1, shared=True, device=ctx.device) for _ in range(k)]
                     real, syn = siamese_per_class(augment, real, syn, draws)
                 loss = dm_loss(net.embed, real, syn, p.batched)
                 opt_img.zero_grad(set_to_none=True)

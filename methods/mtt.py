@@ -172,7 +172,7 @@ class MTT(Method):
     def _batches(images: torch.Tensor, p: MTTParams, augment, device) -> StudentBatches:
         batches = StudentBatches.draw(len(images), p.syn_steps, p.batch_syn, device)
         if augment is not None:  # each step's DSA draw (per-sample, as their seed -1), kept for replays
-            draws = [augment.draw(len(ix)) for ix in batches.indices]
+            draws = [augment.draw(len(ix), device=device) for ix in batches.indices]
             batches.augment = lambda x, step: augment.apply(x, draws[step])
         return batches
 

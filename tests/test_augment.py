@@ -102,3 +102,17 @@ def test_cutmix_mixes_a_box_and_reports_its_weight():
     assert 0.0 <= r <= 1.0
     assert torch.equal(ya, y)
     assert abs((1 - r) - float(area_from_partner)) < 1e-6 or yb[0] == 0 and yb[1] == 1
+
+
+def test_draws_land_on_the_given_device_and_are_the_same_numbers_on_the_cpu():
+    """The per-call uniforms are drawn on the run's device (no host-to-device copy per call on a
+    GPU; "meta" stands in for one here); on the CPU the numbers are those of the old CPU draw."""
+    augment = DiffAugment("color_crop_cutout_flip_scale_rotate", compose="idc")
+    on_meta = augment.draw(4, device="meta")
+    assert on_meta.uniforms and all(u.device.type == "meta" for u in on_meta.uniforms.values())
+    torch.manual_seed(3)
+    default = augment.draw(4)
+    torch.manual_seed(3)
+    on_cpu = augment.draw(4, device=torch.device("cpu"))
+    assert default.ops == on_cpu.ops
+    assert all(torch.equal(default.uniforms[k], on_cpu.uniforms[k]) for k in default.uniforms)

@@ -82,8 +82,13 @@ class DiffAugment:
     def _choose(self, options: list[str], generator: torch.Generator | None) -> str:
         return options[int(torch.randint(len(options), (1,), generator=generator))]
 
-    def draw(self, batch_size: int, shared: bool = False, generator: torch.Generator | None = None) -> Draw:
+    def draw(self, batch_size: int, shared: bool = False, generator: torch.Generator | None = None,
+             device: torch.device | str | None = None) -> Draw:
+        """The call's random numbers, on ``device`` (the run's device: no host-to-device copy per
+        call), or on ``generator``'s device when one is given. The op choice stays a CPU draw: Python
+        picks the op, and reading a device number back would synchronise. On a CPU nothing differs."""
         n = 1 if shared else batch_size
+        device = generator.device if generator is not None else torch.device(device or "cpu")
         if not self.ops:
             return Draw([], {})
         if self.compose == "dsa":
@@ -102,14 +107,14 @@ class DiffAugment:
         for op in expanded:
             # two numbers for the 2-D ops, one otherwise; drawn in a fixed order for repeatability
             width = 2 if op in ("crop", "scale", "cutout") else 1
-            uniforms[op] = torch.rand(n, width, generator=generator)
+            uniforms[op] = torch.rand(n, width, generator=generator, device=device)
         draw = Draw(expanded, uniforms)
         if self.compose == "per_sample_choice":
             draw.choices = tuple(op for op in self.ops if op in GEOMETRIC)
-            draw.per_sample_op = torch.randint(len(draw.choices), (n,), generator=generator)
+            draw.per_sample_op = torch.randint(len(draw.choices), (n,), generator=generator, device=device)
             for op in draw.choices:
                 width = 2 if op in ("crop", "scale") else 1
-                draw.uniforms[op] = torch.rand(n, width, generator=generator)
+                draw.uniforms[op] = torch.rand(n, width, generator=generator, device=device)
         return draw
 
     # ------------------------------------------------------------------ applying
@@ -135,11 +140,11 @@ class DiffAugment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-sample augmentation of one batch."""
-        return self.apply(x, self.draw(x.shape[0], shared=False, generator=generator))
+        return self.apply(x, self.draw(x.shape[0], shared=False, generator=generator, device=x.device))
 
     def siamese(self, *batches: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """One shared draw applied to every batch: identical transforms for real and synthetic."""
-        draw = self.draw(1, shared=True, generator=generator)
+        draw = self.draw(1, shared=True, generator=generator, device=batches[0].device)
         return tuple(self.apply(b, draw) for b in batches)
 
     # ------------------------------------------------------------------ ops (u: (B, k) uniforms)
