@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 import sys
-import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,39 +37,43 @@ CELLS = [("dc", "mnist", 1), ("dsa", "mnist", 1), ("dm", "mnist", 1), ("idc", "m
          ("dc", "cifar10", 10), ("dsa", "cifar10", 10), ("dm", "cifar10", 10), ("idc", "cifar10", 10)]
 
 
+def counted_flops(fn) -> int:
+    """The matrix FLOPs (convolutions, their gradients, matrix products) ``fn()`` performs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def iteration_flops(method: str, dataset: str, ipc: int) -> float:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from bench.run.timing import _random_dataset, time_method
 
     data = _random_dataset(dataset)
     extra = {"inner_loop": 10} if method == "idc" else {}
     batched = None if method == "idc" else False
-    with FlopCounterMode(display=False) as counter:
-        time_method(method, data, ipc, 1, batched, torch.device("cpu"), extra)
-    return counter.get_total_flops() / (10 if method == "idc" else 1)
+    flops = counted_flops(lambda: time_method(method, data, ipc, 1, batched, torch.device("cpu"), extra))
+    return flops / (10 if method == "idc" else 1)
 
 
 def evaluation_flops_and_seconds(dataset: str, ipc: int, networks: int, epochs: int) -> tuple[float, float]:
     """(FLOPs, wall seconds) of one evaluation trained one network after another (the sequential
     path of ``bench speed --evaluation``), the seconds from a second, uncounted call."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from bench.run.timing import _random_dataset, time_evaluation
 
     data = _random_dataset(dataset)
-    with FlopCounterMode(display=False) as counter:
-        time_evaluation(data, ipc, networks, epochs, False, torch.device("cpu"))
-    return counter.get_total_flops(), time_evaluation(data, ipc, networks, epochs, False, torch.device("cpu"))
+    run = lambda: time_evaluation(data, ipc, networks, epochs, False, torch.device("cpu"))  # noqa: E731
+    return counted_flops(run), run()
 
 
-def best_conv_rate(dataset: str, repeats: int) -> tuple[float, float]:
-    """(GFLOP/s, FLOPs) of ConvNet-3's convolutions, forward + both gradients, batch 256."""
+def best_conv_rate(dataset: str, repeats: int) -> float:
+    """GFLOP/s of ConvNet-3's convolutions, forward + both gradients, batch 256, best of ``repeats``."""
     import torch
     import torch.nn.functional as F
-    from torch.utils.flop_counter import FlopCounterMode
 
     channels, size = (1, 28) if dataset == "mnist" else (3, 32)
     g = torch.Generator().manual_seed(0)
@@ -80,27 +84,17 @@ def best_conv_rate(dataset: str, repeats: int) -> tuple[float, float]:
     def once():
         for x, w in zip(xs, ws):
             out = F.conv2d(x, w, padding=1)
-            gx, gw = torch.autograd.grad(out, (x, w), torch.ones_like(out))
+            torch.autograd.grad(out, (x, w), torch.ones_like(out))
 
-    with FlopCounterMode(display=False) as counter:
-        once()
-    flops = counter.get_total_flops()
-    once()
-    best = min(_timed(once) for _ in range(repeats))
-    return flops / best / 1e9, flops
+    flops = counted_flops(once)
+    return flops / min(timeit.repeat(once, number=1, repeat=repeats)) / 1e9
 
 
 def matmul_rate(repeats: int) -> float:
     import torch
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     a @ b
-    return 2 * 2048 ** 3 / min(_timed(lambda: a @ b) for _ in range(repeats)) / 1e9
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    return 2 * 2048 ** 3 / min(timeit.repeat(lambda: a @ b, number=1, repeat=repeats)) / 1e9
 
 
 def authors_seconds(paths: list[Path]) -> dict:
@@ -138,7 +132,7 @@ def main() -> int:
 
     theirs = authors_seconds(args.authors)
     ceiling = matmul_rate(args.repeats)
-    rates = {d: best_conv_rate(d, args.repeats)[0] for d in ("mnist", "cifar10")}
+    rates = {d: best_conv_rate(d, args.repeats) for d in ("mnist", "cifar10")}
     print(f"float32 2048^3 matrix product: {ceiling:.1f} GFLOP/s; ConvNet-3 convolutions fwd+bwd: "
           + ", ".join(f"{d} {r:.1f} GFLOP/s" for d, r in rates.items()) + f" ({args.threads} thread(s))")
     if args.evaluation:
