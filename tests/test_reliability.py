@@ -86,7 +86,10 @@ def test_kill_9_at_random_moments_inside_a_synthesis_grid(tmp_path):
     every record written before a kill is intact and untouched, the grid completes, and a killed
     synthesis resumes from its checkpoint to the same synthetic set as an uninterrupted run."""
     out = tmp_path / "grid"
-    params = ["--set", "iterations=24", "--set", "checkpoint_every=3", "--set", "batch_real=8"]
+    # 60 iterations: the window between the first checkpoint (iteration 3) and the record is then
+    # over a second here (26 ms an iteration with its checkpoints); with 24 a whole run fitted inside the
+    # post-checkpoint sleep and no kill landed inside a synthesis (CI failure of stop 23).
+    params = ["--set", "iterations=60", "--set", "checkpoint_every=3", "--set", "batch_real=8"]
     args = _bench_cmd("run", "--method", "dm", "--ipc", "2", "--seeds", "0-2", *SMOKE, *params,
                       "--eval-set", "epochs=10", "--out", str(out))
     rng = random.Random(20261202)
@@ -98,7 +101,7 @@ def test_kill_9_at_random_moments_inside_a_synthesis_grid(tmp_path):
         else:  # make sure one kill lands inside a synthesis that has a checkpoint to resume from
             _wait_for(lambda: any(not (p.parent / "record.json").exists() for p in out.glob("runs/*/checkpoint.pt")),
                       300, proc)
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         for path in out.glob("runs/*/record.json"):
