@@ -141,9 +141,10 @@ def test_mtt_and_tesla_beat_random_on_mnist(data_root, tmp_path, ipc):
     """Measured here (2026-12-05, mean of seeds 0-1, one evaluation network each): IPC 1 random 47.15,
     mtt 52.05, tesla 52.70 %; IPC 10 random 81.05, mtt 84.00, tesla 83.95 % (about 3.5 minutes). The
     same IPC 10 images under a 100-epoch evaluation: random 88.75, mtt 87.15, tesla 87.30 % (87.20
-    for mtt with lr_lr 1e-5): at this budget the images train faster, not further. On the built-in 8x8 digits trajectory matching does not work at
-    IPC 10: ConvNet-3's last GroupNorm normalises 2x2 maps, and a step of 1e-5 along the image
-    gradient changes the matching loss ten times more than the gradient predicts."""
+    for mtt with lr_lr 1e-5): at this budget the images train faster, not further. On the built-in
+    8x8 digits trajectory matching does not work at IPC 10: ConvNet-3's last GroupNorm normalises 2x2
+    maps, and a step of 1e-5 against the image gradient raises the matching loss
+    (experiments/trajectory/first_order.py)."""
     budget = _BUDGETS[ipc]
     trajectory = [arg for key, value in budget["params"].items() for arg in ("--set", f"{key}={value}")]
     out = tmp_path / "results"
