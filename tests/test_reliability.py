@@ -156,6 +156,14 @@ def test_a_result_at_chance_is_flagged_in_the_record_and_in_results(tmp_path, ca
     assert "! at chance: the run's accuracy is at most 1.5x chance" in shown
 
 
+def _sigint_default() -> None:
+    """SIGINT as a terminal's foreground job has it. A shell without job control starts background
+    commands with SIGINT ignored, the ignore is inherited through exec, and Python then installs no
+    KeyboardInterrupt handler: under such a launcher (CI's, or `bash -c "... &"`) bench verify rightly
+    ignored the signal and this test failed (reproduced with `bash -c "trap '' INT; pytest ..."`)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_bench_verify_and_its_workers_within_seconds(tmp_path):
     expected = tmp_path / "expected.toml"
@@ -166,7 +174,8 @@ def test_ctrl_c_stops_bench_verify_and_its_workers_within_seconds(tmp_path):
     proc = subprocess.Popen(_bench_cmd("verify", "--expected", str(expected), "--out", str(tmp_path / "out"),
                                        "--jobs", "2"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's job is
+                            start_new_session=True,  # its own process group, as a terminal's job is
+                            preexec_fn=_sigint_default)
     children = lambda: [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]  # noqa: E731
     assert _wait_for(lambda: len(children()) >= 2 and list((tmp_path / "out").glob("runs/*/running.json")), 300, proc)
     workers = children()
