@@ -86,33 +86,41 @@ def test_kill_9_at_random_moments_inside_a_synthesis_grid(tmp_path):
     every record written before a kill is intact and untouched, the grid completes, and a killed
     synthesis resumes from its checkpoint to the same synthetic set as an uninterrupted run."""
     out = tmp_path / "grid"
-    # 60 iterations: the window between the first checkpoint (iteration 3) and the record is then
-    # over a second here (26 ms an iteration with its checkpoints); with 24 a whole run fitted inside the
-    # post-checkpoint sleep and no kill landed inside a synthesis (CI failure of stop 23).
+    # 60 iterations: over a second of synthesis after the first checkpoint here (26 ms an iteration
+    # with its checkpoints). The third launch adds seed 3, which no earlier process can have started:
+    # on a fast machine the second process had finished seeds 0-2 before its kill, the third found
+    # nothing to do, and no kill landed inside a synthesis (CI failures of stops 23 and 24).
     params = ["--set", "iterations=60", "--set", "checkpoint_every=3", "--set", "batch_real=8"]
-    args = _bench_cmd("run", "--method", "dm", "--ipc", "2", "--seeds", "0-2", *SMOKE, *params,
-                      "--eval-set", "epochs=10", "--out", str(out))
+
+    def grid(seeds: str) -> list[str]:
+        return _bench_cmd("run", "--method", "dm", "--ipc", "2", "--seeds", seeds, *SMOKE, *params,
+                          "--eval-set", "epochs=10", "--out", str(out))
+
     rng = random.Random(20261202)
     kept: dict[Path, bytes] = {}
     for kill in range(3):
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = (tmp_path / f"launch{kill}.log").open("w")
+        proc = subprocess.Popen(grid("0-2" if kill < 2 else "0-3"), cwd=REPO, stdout=log, stderr=log)
         if kill < 2:
             time.sleep(rng.uniform(2.0, 8.0))
         else:  # make sure one kill lands inside a synthesis that has a checkpoint to resume from
-            _wait_for(lambda: any(not (p.parent / "record.json").exists() for p in out.glob("runs/*/checkpoint.pt")),
-                      300, proc)
+            seen = _wait_for(lambda: any(not (p.parent / "record.json").exists() for p in out.glob("runs/*/checkpoint.pt")),
+                             300, proc)
+            assert seen, f"no checkpoint appeared; bench run exited {proc.poll()}: {(tmp_path / 'launch2.log').read_text()[-1500:]}"
             time.sleep(rng.uniform(0.0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        log.close()
         for path in out.glob("runs/*/record.json"):
             record = json.loads(path.read_text())  # complete, or it would not parse
             assert record["run_id"] == path.parent.name and (path.parent / "synset.pt").exists()
             kept.setdefault(path, path.read_bytes())
     interrupted = [p.parent.name for p in out.glob("runs/*/checkpoint.pt") if not (p.parent / "record.json").exists()]
     assert interrupted, "no kill landed inside a synthesis"
+    args = grid("0-3")
     rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(list(out.glob("runs/*/record.json"))) == 3
+    assert len(list(out.glob("runs/*/record.json"))) == 4
     assert all(path.read_bytes() == data for path, data in kept.items()), "a finished record was rewritten"
     assert not list(out.rglob("*.tmp*")) and not list(out.glob("runs/*/running.json"))
     resumed = json.loads((out / "runs" / interrupted[0] / "record.json").read_text())
