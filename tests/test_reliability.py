@@ -87,9 +87,9 @@ def test_kill_9_at_random_moments_inside_a_synthesis_grid(tmp_path):
     synthesis resumes from its checkpoint to the same synthetic set as an uninterrupted run."""
     out = tmp_path / "grid"
     # 60 iterations: over a second of synthesis after the first checkpoint here (26 ms an iteration
-    # with its checkpoints). The third launch adds seed 3, which no earlier process can have started:
-    # on a fast machine the second process had finished seeds 0-2 before its kill, the third found
-    # nothing to do, and no kill landed inside a synthesis (CI failures of stops 23 and 24).
+    # with its checkpoints). The third launch adds seed 3, which no earlier process can have started,
+    # so it always has a synthesis to kill. CI twice left none (stops 23 and 24, 11.4 s in all): most
+    # likely the second launch had finished seeds 0-2 on a faster machine (not verified).
     params = ["--set", "iterations=60", "--set", "checkpoint_every=3", "--set", "batch_real=8"]
 
     def grid(seeds: str) -> list[str]:
