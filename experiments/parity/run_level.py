@@ -1,7 +1,9 @@
 """Run-level parity (issue #13, item 2): the authors' DC/DSA/DM (VICO-UoE/DatasetCondensation) and
-ours at the same reduced budget, several runs a side, alternating sides run by run on one thread each,
-every synthetic set evaluated by the authors' own ``utils.evaluate_synset`` (so a difference is the
-distillation's, not the evaluator's); our side's record also carries our evaluator's accuracy.
+IDC (snu-mllab/Efficient-Dataset-Condensation) beside ours at the same reduced budget, several runs
+a side, alternating sides run by run on one thread each, every synthetic set evaluated by the
+authors' own evaluation (VICO's ``utils.evaluate_synset``; IDC's ``train.train`` on their decode,
+through ``idc_evaluate.py``), so a difference is the distillation's, not the evaluator's; our side's
+record also carries our evaluator's accuracy.
 
 Not part of the package or the tests: it runs the authors' ``main.py`` / ``main_DM.py`` unmodified as
 subprocesses from an export (``VICO_REPO``), and imports their ``utils``/``networks`` only to evaluate.
@@ -11,6 +13,8 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
         python experiments/parity/run_level.py dm --runs 5 --out experiments/parity/runs
     # CIFAR10-JPEG: their torchvision CIFAR10 reads pickles written from our decode of the archive
     ... run_level.py dm --dataset cifar10-jpeg --runs 5 --shard 0/2 &   # and --shard 1/2: two processes
+    # IDC: their condense.py from a CPU-patched export (docs/parity.md), IDC_REPO (and DREAM_REPO)
+    IDC_REPO=../authors/IDC-cpu BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
     python experiments/parity/run_level.py --summary experiments/parity/runs
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
@@ -48,6 +52,25 @@ DSA_STRATEGY = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our ca
 # ours -> their get_dataset name, channels, side, DSA strategy (CIFAR: VICO's default, our catalog's)
 DATASETS = {"mnist": ("MNIST", 1, 28, DSA_STRATEGY),
             "cifar10-jpeg": ("CIFAR10", 3, 32, "color_crop_cutout_flip_scale_rotate")}
+
+# IDC and IDC + DREAM: the authors' condense.py, from CPU-patched exports (IDC_REPO, DREAM_REPO;
+# docs/parity.md). Their loop runs niter * 100 inner steps as niter * 100 // inner_loop networks of
+# inner_loop steps, and needs at least 50 networks (it logs every n_iter // 50: a modulo by zero
+# below): niter 1, inner_loop 2 is the least, 100 inner steps; ours iterations=50, inner_loop=2.
+# batch_real and n_data are cut (equal on both sides) so a run fits about ten CPU minutes; DREAM's N
+# follows batch_real on both. DREAM re-clusters at each network's first step (ot % interval == 0).
+CONDENSE_CELLS = {
+    "idc": dict(repo_env="IDC_REPO", ipc=1, factor=2, inner_steps=100, inner_loop=2, batch_real=32, n_data=64,
+                theirs=[]),
+    # DREAM's --match default (bi_match) does not run (docs/parity.md); grad is IDC's and the paper's
+    "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=100, inner_loop=2, batch_real=32,
+                      n_data=64, theirs=["--match", "grad"]),
+}
+# what their --reproduce sets per dataset (misc/reproduce.py; MNIST with factor > 1), as flags, because
+# --reproduce also fixes niter = 2000
+REPRODUCE = {"mnist": ["--depth", "3", "--metric", "l1", "--lr_img", "1e-4", "--aug_type", "color_crop",
+                       "--mixup_net", "vanilla", "--mixup", "vanilla", "--dsa_strategy", "color_crop_scale_rotate"],
+             "cifar10-jpeg": ["--depth", "3", "--metric", "mse", "--lr_img", "5e-3"]}
 
 
 def load_average() -> float:
@@ -111,23 +134,82 @@ def run_authors(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict
             "cmd": " ".join(cmd[1:])}
 
 
+def our_settings(name: str, cell: dict) -> list[str]:
+    """``--set`` / ``--eval-set`` arguments giving our run the cell's budget."""
+    if name in CONDENSE_CELLS:
+        batch = "sampler.batch_real" if name.endswith("+dream") else "batch_real"
+        sets = [f"iterations={cell['inner_steps'] // cell['inner_loop']}", f"inner_loop={cell['inner_loop']}", f"n_data={cell['n_data']}",
+                f"{batch}={cell['batch_real']}", "curve_points=0", "checkpoint_every=0"]
+        return [a for v in sets for a in ("--set", v)] + ["--eval-set", "num_models=1"]
+    return ["--set", f"iterations={cell['updates']}", "--set", f"batch_real={cell['batch_real']}",
+            "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1"]
+
+
+def condense_flags(cell: dict, dataset: str) -> list[str]:
+    """Their condense.py flags for the cell (training and evaluation settings alike)."""
+    name = "mnist" if dataset == "mnist" else "cifar10"
+    return ["-d", name, "-f", str(cell["factor"]), "--ipc", str(cell["ipc"]), "--niter", str(cell["inner_steps"] // 100),
+            "--inner_loop", str(cell["inner_loop"]),
+            "--n_data", str(cell["n_data"]), "--batch_real", str(cell["batch_real"]), *REPRODUCE[dataset],
+            *cell["theirs"], "--data_dir", str(authors_data_path(dataset)), "--workers", "0", "--test"]
+
+
+def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
+    """Their condense.py, seeded with k + 1 (their seed 0 means unseeded), in a folder of its own
+    (``--test`` saves to ./results/test); returns the compact set it saved after its last step."""
+    repo = Path(os.environ[cell["repo_env"]]).resolve()
+    run_dir = work / f"authors_{k}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    cmd = [sys.executable, "-u", str(repo / "condense.py"), *condense_flags(cell, dataset), "--seed", str(k + 1)]
+    site = str(authors_site(work_root()))  # sitecustomize (CIFAR pickles) and an empty efficientnet_pytorch
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    started = time.time()
+    out = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True)
+    seconds = time.time() - started
+    if out.returncode != 0:
+        raise SystemExit(f"authors' condense.py failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
+    import torch
+    saved = sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)[-1]
+    images, labels = torch.load(saved, weights_only=False)
+    # their whole process (data loading and initialisation included) per inner step
+    return {"images": images, "labels": labels, "s_per_it": seconds / cell["inner_steps"],
+            "cmd": " ".join(cmd[2:])}
+
+
+def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed: int) -> float:
+    """The IDC authors' evaluation (``idc_evaluate.py`` in a subprocess: their argument module parses
+    sys.argv), with IDC's export for both cells, so IDC and IDC + DREAM sets meet one evaluator."""
+    import torch
+    repo = Path(os.environ["IDC_REPO"]).resolve()
+    path = work_root() / f"{name}_{dataset}" / f"eval_{os.getpid()}.pt"
+    torch.save([images.detach().cpu(), labels.cpu()], path)
+    site = str(authors_site(work_root()))
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(Path(__file__).with_name("idc_evaluate.py")), "--repo", str(repo), "--synset", str(path),
+           "--seed", str(seed), "--", *[f for f in condense_flags(cell, dataset) if f not in ("--match", "grad")]]
+    out = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"their evaluation failed:\n{out.stderr[-2000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["acc_last"])
+
+
 def run_ours(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
     store = work / "ours"
     cmd = [sys.executable, "-m", "bench.cli", "run", "--method", name, "--dataset", dataset,
-           "--ipc", str(cell["ipc"]), "--seeds", str(k), "--set", f"iterations={cell['updates']}",
-           "--set", f"batch_real={cell['batch_real']}", "--eval-set", f"epochs={cell['epochs']}",
-           "--eval-set", "num_models=1", "--out", str(store)]
+           "--ipc", str(cell["ipc"]), "--seeds", str(k), *our_settings(name, cell), "--out", str(store)]
     out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
     import torch
     run_dir, record = next((p.parent, r) for p in store.glob("runs/*/record.json")
                            for r in [json.loads(p.read_text())]
-                           if (r["config"]["method"], r["config"]["seed"], r["config"]["ipc"], r["config"]["dataset"])
+                           if (r["config"]["label"], r["config"]["seed"], r["config"]["ipc"], r["config"]["dataset"])
                            == (name, k, cell["ipc"], dataset))
     synset = torch.load(run_dir / "synset.pt", weights_only=False)
     seconds = record["timings"]["distill_s"]
-    return {"images": synset["images"], "labels": synset["labels"], "s_per_it": seconds / cell["updates"],
+    steps = cell.get("inner_steps") or cell["updates"]
+    return {"images": synset["images"], "labels": synset["labels"], "s_per_it": seconds / steps,
             "our_eval": record["accuracy"]["mean"], "run_id": record["run_id"], "cmd": " ".join(cmd[3:])}
 
 
@@ -156,21 +238,27 @@ def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
 def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1)) -> None:
     """Runs ``k < runs`` with ``k % shard[1] == shard[0]``: shards in separate processes share a log
     (one line appended per run)."""
-    cell = CELLS[name]
+    condense = name in CONDENSE_CELLS
+    cell = CONDENSE_CELLS[name] if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
     done = {(r["side"], r["run"]) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
     work = work_root() / f"{name}_{dataset}"  # synthetic sets, stores: not kept
     for k in range(shard[0], runs, shard[1]):
-        for side, runner in (("authors", run_authors), ("ours", run_ours)):
+        for side, runner in (("authors", run_authors_condense if condense else run_authors), ("ours", run_ours)):
             if (side, k) in done:
                 continue
             load = load_average()
             started = time.time()
             got = runner(cell, name, dataset, k, work)
-            acc = evaluate_with_authors(cell, dataset, got["images"], got["labels"])
+            if condense:  # unpaired draws: each evaluation its own seed
+                acc = evaluate_with_idc(cell, name, dataset, got["images"], got["labels"], 1000 * (side == "ours") + k + 1)
+            else:
+                acc = evaluate_with_authors(cell, dataset, got["images"], got["labels"])
+            budget = ({"inner_steps": cell["inner_steps"], "n_data": cell["n_data"], "factor": cell["factor"]} if condense
+                      else {"updates": cell["updates"], "eval_epochs": cell["epochs"]})
             row = {"side": side, "run": k, "method": name, "dataset": dataset, "ipc": cell["ipc"],
-                   "updates": cell["updates"], "batch_real": cell["batch_real"], "eval_epochs": cell["epochs"],
+                   **budget, "batch_real": cell["batch_real"],
                    "authors_eval_acc": acc, "our_eval_acc": got.get("our_eval"), "s_per_it": got["s_per_it"],
                    "run_id": got.get("run_id"), "load_before": load, "wall_s": round(time.time() - started, 1),
                    "command": got["cmd"], "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -203,7 +291,7 @@ def summary(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("methods", nargs="*", help=f"cells to run, of {', '.join(CELLS)}")
+    parser.add_argument("methods", nargs="*", help=f"cells to run, of {', '.join([*CELLS, *CONDENSE_CELLS])}")
     parser.add_argument("--dataset", choices=list(DATASETS), default="mnist")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--shard", default="0/1", help="i/n: this process does runs k with k %% n == i")
