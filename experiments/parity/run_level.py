@@ -14,7 +14,7 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     # CIFAR10-JPEG: their torchvision CIFAR10 reads pickles written from our decode of the archive
     ... run_level.py dm --dataset cifar10-jpeg --runs 5 --shard 0/2 &   # and --shard 1/2: two processes
     # IDC: their condense.py from a CPU-patched export (docs/parity.md), IDC_REPO (and DREAM_REPO)
-    IDC_REPO=../authors/IDC-cpu BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
+    IDC_REPO=<CPU-patched IDC export> BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
     python experiments/parity/run_level.py --summary experiments/parity/runs
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
@@ -55,15 +55,17 @@ DATASETS = {"mnist": ("MNIST", 1, 28, DSA_STRATEGY),
 
 # IDC and IDC + DREAM: the authors' condense.py, from CPU-patched exports (IDC_REPO, DREAM_REPO;
 # docs/parity.md). Their loop runs niter * 100 inner steps as niter * 100 // inner_loop networks of
-# inner_loop steps, and needs at least 50 networks (it logs every n_iter // 50: a modulo by zero
+# inner_loop steps, and IDC's needs at least 50 networks (it logs every n_iter // 50: a modulo by zero
 # below): niter 1, inner_loop 2 is the least, 100 inner steps; ours iterations=50, inner_loop=2.
-# batch_real and n_data are cut (equal on both sides) so a run fits about ten CPU minutes; DREAM's N
-# follows batch_real on both. DREAM re-clusters at each network's first step (ot % interval == 0).
+# DREAM's logs every n_iter // 200, so its least is niter 2, inner_loop 1: 200 networks of one step,
+# each re-clustering the whole class first (ot % interval == 0; about 5 CPU minutes a round on MNIST,
+# docs/parity.md: a GPU cell). batch_real and n_data are cut (equal on both sides) so an IDC run fits
+# about five CPU minutes; DREAM's N follows batch_real on both.
 CONDENSE_CELLS = {
     "idc": dict(repo_env="IDC_REPO", ipc=1, factor=2, inner_steps=100, inner_loop=2, batch_real=32, n_data=64,
                 theirs=[]),
     # DREAM's --match default (bi_match) does not run (docs/parity.md); grad is IDC's and the paper's
-    "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=100, inner_loop=2, batch_real=32,
+    "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=200, inner_loop=1, batch_real=32,
                       n_data=64, theirs=["--match", "grad"]),
 }
 # what their --reproduce sets per dataset (misc/reproduce.py; MNIST with factor > 1), as flags, because
