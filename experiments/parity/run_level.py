@@ -96,6 +96,13 @@ def authors_data_path(dataset: str) -> Path:
     return root
 
 
+def authors_env() -> dict:
+    """One thread, and the authors' site first on PYTHONPATH: its sitecustomize lets their CIFAR10
+    read our pickles, and it holds the empty efficientnet_pytorch IDC's train.py imports."""
+    site = str(authors_site(work_root()))
+    return {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+
+
 def work_root() -> Path:
     return Path(os.environ.get("PARITY_WORK", "/tmp/parity_work"))
 
@@ -124,8 +131,7 @@ def run_authors(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict
     save = work / f"authors_{name}_{k}"
     save.mkdir(parents=True, exist_ok=True)
     cmd = authors_command(cell["script"], dataset, cell["ipc"], cell["updates"], cell["batch_real"], save, cell["theirs"])
-    site = str(authors_site(work_root()))  # its sitecustomize lets their CIFAR10 read our pickles
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    env = authors_env()
     out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"authors' {cell['script']} failed:\n{out.stderr[-2000:]}")
@@ -164,8 +170,7 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     cmd = [sys.executable, "-u", str(repo / "condense.py"), *condense_flags(cell, dataset), "--seed", str(k + 1)]
-    site = str(authors_site(work_root()))  # sitecustomize (CIFAR pickles) and an empty efficientnet_pytorch
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    env = authors_env()
     started = time.time()
     out = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True)
     seconds = time.time() - started
@@ -186,8 +191,7 @@ def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed:
     repo = Path(os.environ["IDC_REPO"]).resolve()
     path = work_root() / f"{name}_{dataset}" / f"eval_{os.getpid()}.pt"
     torch.save([images.detach().cpu(), labels.cpu()], path)
-    site = str(authors_site(work_root()))
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    env = authors_env()
     cmd = [sys.executable, str(Path(__file__).with_name("idc_evaluate.py")), "--repo", str(repo), "--synset", str(path),
            "--seed", str(seed), "--", *[f for f in condense_flags(cell, dataset) if f not in ("--match", "grad")]]
     out = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
