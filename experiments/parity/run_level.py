@@ -295,6 +295,40 @@ def summary(out: Path) -> None:
               f"| {np.mean(ours_own):.2f} |")
 
 
+def saved_sets(name: str, dataset: str) -> dict[str, list]:
+    """The synthetic sets a cell's runs left in the work folder, per side (theirs as saved by their
+    script, ours from the run's synset.pt), in run order."""
+    import torch
+    work = work_root() / f"{name}_{dataset}"
+    theirs = sorted(work.glob("authors_*/results/test/data.pt")) if name in CONDENSE_CELLS else sorted(work.glob("authors_*/res_*.pt"))
+    sets = {"authors": [torch.load(f, weights_only=False)[0] if name in CONDENSE_CELLS
+                        else torch.load(f, weights_only=False)["data"][-1][0] for f in theirs], "ours": []}
+    for record in sorted(work.glob("ours/runs/*/record.json")):
+        config = json.loads(record.read_text())["config"]
+        if (config["label"], config["dataset"]) == (name, dataset):
+            sets["ours"].append(torch.load(record.with_name("synset.pt"), weights_only=False)["images"])
+    return sets
+
+
+def set_distances(name: str, dataset: str) -> None:
+    """Mean absolute pixel difference between two runs' final sets, within each side and across
+    the sides: if the cross-side distance is the within-side one, the two programs' sets are as alike
+    as two runs of one program (a parity check that needs no evaluation, and a measure of how far a
+    budget moves the images: sets that start from the same real images and barely move leave the
+    evaluator's own spread as the only spread)."""
+    import itertools
+    sets = saved_sets(name, dataset)
+    pairs = {"authors-authors": list(itertools.combinations(sets["authors"], 2)),
+             "ours-ours": list(itertools.combinations(sets["ours"], 2)),
+             "ours-authors": list(itertools.product(sets["ours"], sets["authors"]))}
+    print(f"{name} {dataset}: {len(sets['authors'])} sets theirs, {len(sets['ours'])} ours "
+          f"(pixel scale: {'unit' if name in CONDENSE_CELLS else 'normalised'})")
+    for label, group in pairs.items():
+        d = np.array([float((a.float() - b.float()).abs().mean()) for a, b in group])
+        if len(d):
+            print(f"  {label}: mean |a - b| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f}, {len(d)} pairs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("methods", nargs="*", help=f"cells to run, of {', '.join([*CELLS, *CONDENSE_CELLS])}")
@@ -303,9 +337,15 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: this process does runs k with k %% n == i")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "parity" / "runs")
     parser.add_argument("--summary", type=Path)
+    parser.add_argument("--distances", action="store_true",
+                        help="compare the cells' saved sets (pixel distances within and across sides) instead of running")
     args = parser.parse_args()
     if args.summary:
         summary(args.summary)
+        return
+    if args.distances:
+        for name in args.methods:
+            set_distances(name, args.dataset)
         return
     shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
