@@ -295,18 +295,23 @@ def summary(out: Path) -> None:
               f"| {np.mean(ours_own):.2f} |")
 
 
-def saved_sets(name: str, dataset: str) -> dict[str, list]:
-    """The synthetic sets a cell's runs left in the work folder, per side (theirs as saved by their
-    script, ours from the run's synset.pt), in run order."""
+def saved_sets(name: str, dataset: str) -> dict[str, dict[int, tuple]]:
+    """The synthetic sets (images, labels) a cell's runs left in the work folder, per side and run:
+    theirs as their script saved them, ours from the run's synset.pt."""
     import torch
     work = work_root() / f"{name}_{dataset}"
-    theirs = sorted(work.glob("authors_*/results/test/data.pt")) if name in CONDENSE_CELLS else sorted(work.glob("authors_*/res_*.pt"))
-    sets = {"authors": [torch.load(f, weights_only=False)[0] if name in CONDENSE_CELLS
-                        else torch.load(f, weights_only=False)["data"][-1][0] for f in theirs], "ours": []}
-    for record in sorted(work.glob("ours/runs/*/record.json")):
+    sets: dict[str, dict[int, tuple]] = {"authors": {}, "ours": {}}
+    if name in CONDENSE_CELLS:
+        for f in work.glob("authors_*/results/test/data.pt"):
+            sets["authors"][int(f.parts[-4].split("_")[-1])] = tuple(torch.load(f, weights_only=False))
+    else:
+        for f in work.glob("authors_*/res_*.pt"):
+            sets["authors"][int(f.parent.name.split("_")[-1])] = tuple(torch.load(f, weights_only=False)["data"][-1])
+    for record in work.glob("ours/runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
         if (config["label"], config["dataset"]) == (name, dataset):
-            sets["ours"].append(torch.load(record.with_name("synset.pt"), weights_only=False)["images"])
+            synset = torch.load(record.with_name("synset.pt"), weights_only=False)
+            sets["ours"][config["seed"]] = (synset["images"], synset["labels"])
     return sets
 
 
@@ -317,7 +322,7 @@ def set_distances(name: str, dataset: str) -> None:
     budget moves the images: sets that start from the same real images and barely move leave the
     evaluator's own spread as the only spread)."""
     import itertools
-    sets = saved_sets(name, dataset)
+    sets = {side: [images for _, (images, _) in sorted(runs.items())] for side, runs in saved_sets(name, dataset).items()}
     pairs = {"authors-authors": list(itertools.combinations(sets["authors"], 2)),
              "ours-ours": list(itertools.combinations(sets["ours"], 2)),
              "ours-authors": list(itertools.product(sets["ours"], sets["authors"]))}
@@ -327,6 +332,58 @@ def set_distances(name: str, dataset: str) -> None:
         d = np.array([float((a.float() - b.float()).abs().mean()) for a, b in group])
         if len(d):
             print(f"  {label}: mean |a - b| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f}, {len(d)} pairs)")
+    if name in CONDENSE_CELLS:  # both sides start from the first ipc * f^2 images of each class, tiled
+        start = idc_start(CONDENSE_CELLS[name], dataset)
+        for side, group in sets.items():
+            d = np.array([float((s.float() - start).abs().mean()) for s in group])
+            if len(d):
+                print(f"  {side} from the shared start: mean |final - start| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f})")
+
+
+def idc_start(cell: dict, dataset: str):
+    """The compact set both IDC sides start from (their ``mix`` init, our ``first`` initialiser)."""
+    import torch
+    from bench.data.datasets import load_dataset
+    from bench.dream.initialisers import tile_multi_formation
+    data = load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
+    per = cell["ipc"] * cell["factor"] ** 2
+    return torch.cat([tile_multi_formation(data.train_images[data.train_labels == c][:per].float(), cell["ipc"], cell["factor"])
+                      for c in range(data.num_classes)])
+
+
+def paired_evaluations(name: str, dataset: str, out: Path) -> None:
+    """IDC cells: evaluate our run k's set again with the evaluation seed their run k's set had
+    (k + 1), so each run's two sets meet the same evaluation draw. Appends one row per run to
+    ``<cell>_paired.jsonl``; their side's accuracy is the one already logged with that seed."""
+    cell = CONDENSE_CELLS[name]
+    log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    theirs = {r["run"]: r["authors_eval_acc"] for r in map(json.loads, log.read_text().splitlines()) if r["side"] == "authors"}
+    paired = out / "paired" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    paired.parent.mkdir(parents=True, exist_ok=True)
+    done = {r["run"] for r in map(json.loads, paired.read_text().splitlines())} if paired.exists() else set()
+    ours = saved_sets(name, dataset)["ours"]
+    for k in sorted(set(ours) & set(theirs) - done):
+        started = time.time()
+        acc = evaluate_with_idc(cell, name, dataset, *ours[k], k + 1)
+        row = {"run": k, "eval_seed": k + 1, "ours_acc": acc, "authors_acc": theirs[k], "eval_s": round(time.time() - started, 1),
+               "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with paired.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
+
+
+def paired_summary(out: Path) -> None:
+    """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof)."""
+    from scipy import stats
+    for log in sorted((out / "paired").glob("*.jsonl")):
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        d = np.array([r["ours_acc"] - r["authors_acc"] for r in rows])
+        if len(d) < 2:
+            continue
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        print(f"| {log.stem}, paired by evaluation seed | {np.mean([r['ours_acc'] for r in rows]):.2f} "
+              f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
+              f"(n={len(d)}, sd of differences {d.std(ddof=1):.2f}) |")
 
 
 def main() -> None:
@@ -339,9 +396,16 @@ def main() -> None:
     parser.add_argument("--summary", type=Path)
     parser.add_argument("--distances", action="store_true",
                         help="compare the cells' saved sets (pixel distances within and across sides) instead of running")
+    parser.add_argument("--paired", action="store_true",
+                        help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     args = parser.parse_args()
     if args.summary:
         summary(args.summary)
+        paired_summary(args.summary)
+        return
+    if args.paired:
+        for name in args.methods:
+            paired_evaluations(name, args.dataset, args.out)
         return
     if args.distances:
         for name in args.methods:
