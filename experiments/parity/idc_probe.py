@@ -127,6 +127,49 @@ def network_step_cutmix():
             "weights_after_step": {n: stats(p) for n, p in model.named_parameters()}}
 
 
+AUG_B, AUG_C, AUG_H = 6, 3, 32  # a CIFAR-shaped batch: saturation needs colour channels
+
+
+def augmentations():
+    """misc/augment.py's DiffAug as condense.py builds it for CIFAR: the matching augmentation
+    (strategy color_crop_cutout, batch=True: one draw for the whole real + synthetic batch) and the
+    network-update one (color_crop, cutout removed under mixup_net cut; batch=False: per sample).
+    Input torch.manual_seed(3); torch.randn(6, 3, 32, 32). The draws are replayed afterwards by
+    repeating the calls DiffAug makes on a freshly seeded generator (numpy 7 for the batch draw,
+    torch 8 for the per-sample one), so ours can apply the same numbers."""
+    from misc.augment import DiffAug  # noqa: E402
+    torch.manual_seed(3)
+    x = torch.randn(AUG_B, AUG_C, AUG_H, AUG_H)
+    shift = int(AUG_H * 0.125 + 0.5)
+    cut = int(AUG_H * 0.5 + 0.5)
+    span = AUG_H + (1 - cut % 2)
+
+    np.random.seed(7)
+    matched = DiffAug(strategy="color_crop_cutout", batch=True)(x.clone())
+    np.random.seed(7)
+    bright, sat, contrast = np.random.uniform(), np.random.uniform(), np.random.uniform()
+    np.random.randint(1)  # the single geometric op's choice (one listed: crop)
+    tx, ty = np.random.randint(-shift, shift + 1), np.random.randint(-shift, shift + 1)
+    ox, oy = np.random.randint(0, span), np.random.randint(0, span)
+
+    np.random.seed(9)
+    torch.manual_seed(8)
+    per_sample = DiffAug(strategy="color_crop", batch=False)(x.clone())
+    torch.manual_seed(8)
+    draws = {"brightness": torch.rand(AUG_B, 1, 1, 1), "saturation": torch.rand(AUG_B, 1, 1, 1),
+             "contrast": torch.rand(AUG_B, 1, 1, 1)}
+    ptx = torch.randint(-shift, shift + 1, size=[AUG_B, 1, 1])
+    pty = torch.randint(-shift, shift + 1, size=[AUG_B, 1, 1])
+    return {
+        "matching": {"brightness": bright, "saturation": sat, "contrast": contrast, "crop": [int(tx), int(ty)],
+                     "cutout_offset": [int(ox), int(oy)], "images": stats(matched),
+                     "per_image_sums": matched.double().flatten(1).sum(1).tolist()},
+        "network": {**{k: v.flatten().tolist() for k, v in draws.items()},
+                    "crop": [ptx.flatten().tolist(), pty.flatten().tolist()], "images": stats(per_sample),
+                    "per_image_sums": per_sample.double().flatten(1).sum(1).tolist()},
+    }
+
+
 def init_weights():
     return {name: stats(p) for name, p in net().named_parameters()}
 
@@ -136,13 +179,13 @@ def init_weights():
 def probes():
     return {"init_weights": init_weights(), "decode": decode(), "match_l1": match_step("l1"),
             "match_mse": match_step("mse"), "network_step": network_step(),
-            "network_step_cutmix": network_step_cutmix()}
+            "network_step_cutmix": network_step_cutmix(), "augmentation": augmentations()}
 
 
 out = {
     "provenance": {"repository": "snu-mllab/Efficient-Dataset-Condensation", "commit": COMMIT,
                    "files": "condense.py (Synthesizer.decode_zoom, matchloss, dist), models/convnet.py (ConvNet), "
-                            "train.py (train_epoch)",
+                            "train.py (train_epoch), misc/augment.py (DiffAug)",
                    "patches": "sed: device='cuda' -> 'cpu', .cuda() -> .cpu() in every .py file; np.int( -> int( in misc/utils.py; an empty "
                               "efficientnet_pytorch module (an unused import of train.py)",
                    "torch": torch.__version__, "threads": 1,
@@ -150,7 +193,8 @@ out = {
                    "command": "IDC_REPO=../authors/IDC python experiments/parity/idc_probe.py tests/parity/idc.json"},
     "shapes": {"classes": K, "channels": C, "size": H, "ipc": IPC, "batch_real": B, "factor": FACTOR,
                "class": CLS, "weights_seed": 0, "real_seed": 1, "syn_seed": 2,
-               "real": "torch.randn(B, C, H, H)", "syn": "torch.rand(IPC, C, H, H)"},
+               "real": "torch.randn(B, C, H, H)", "syn": "torch.rand(IPC, C, H, H)",
+               "augmentation_input": f"torch.manual_seed(3); torch.randn({AUG_B}, {AUG_C}, {AUG_H}, {AUG_H})"},
     "float32": probes(),
     "float64": in_float64(probes),
 }

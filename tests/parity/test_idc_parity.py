@@ -13,7 +13,7 @@ import torch
 
 from bench.data.synset import decode_multi_formation
 from bench.evaluation.train import cutmix_cross_entropy
-from bench.nets.augment import CutMixDraw
+from bench.nets.augment import CutMixDraw, DiffAugment
 from methods.idc import match_loss
 from tests.parity.golden import PRECISIONS, close, precision_settings, seeded_convnet, stats
 
@@ -124,3 +124,48 @@ def test_one_network_update_with_cutmix_at_the_authors_draw(precision):
     opt.step()
     for name, p in net.named_parameters():
         close(stats(p), golden["weights_after_step"][_theirs(name)], precision)
+
+
+def _augmentation_input() -> torch.Tensor:
+    torch.manual_seed(3)
+    return torch.randn(6, 3, 32, 32)
+
+
+def _crop_and_cutout_uniforms(size: int, crop: list, cutout: list | None = None) -> dict:
+    """The uniforms that make our integer draws the authors' ones: shift t of [-s, s] is
+    floor(u (2s + 1)) - s, so u = (t + s + 1/2) / (2s + 1); likewise a cutout offset o of [0, span)."""
+    shift = int(size * 0.125 + 0.5)
+    cut = int(size * 0.5 + 0.5)
+    span = size + (1 - cut % 2)
+    u = {"crop": (torch.tensor(crop, dtype=torch.float64).T.reshape(-1, 2) + shift + 0.5) / (2 * shift + 1)}
+    if cutout is not None:
+        u["cutout"] = (torch.tensor([cutout], dtype=torch.float64) + 0.5) / span
+    return {k: v.to(torch.get_default_dtype()) for k, v in u.items()}
+
+
+def test_matching_augmentation_at_the_authors_draw(precision):
+    """IDC's matching augmentation on CIFAR (color_crop_cutout, one draw for the whole batch):
+    brightness, saturation and contrast, then crop, then cutout, in their order and at their draw."""
+    golden = precision.golden["augmentation"]["matching"]
+    augment = DiffAugment("color_crop_cutout", compose="idc")
+    draw = augment.draw(1, shared=True)
+    assert draw.ops == ["brightness", "saturation", "contrast", "crop", "cutout"]
+    draw.uniforms = {op: torch.tensor([[golden[op]]]) for op in ("brightness", "saturation", "contrast")}
+    draw.uniforms.update(_crop_and_cutout_uniforms(32, [[golden["crop"][0]], [golden["crop"][1]]], golden["cutout_offset"]))
+    out = augment.apply(_augmentation_input(), draw)
+    close(stats(out), golden["images"], precision)
+    assert out.double().flatten(1).sum(1).tolist() == pytest.approx(golden["per_image_sums"], rel=precision.rtol)
+
+
+def test_network_update_augmentation_at_the_authors_draws(precision):
+    """IDC's per-sample augmentation of network updates on CIFAR (color_crop: cutout is dropped when
+    the updates use CutMix): each image its own brightness, saturation, contrast and crop."""
+    golden = precision.golden["augmentation"]["network"]
+    augment = DiffAugment("color_crop", compose="idc")
+    draw = augment.draw(6)
+    assert draw.ops == ["brightness", "saturation", "contrast", "crop"]
+    draw.uniforms = {op: torch.tensor(golden[op]).view(-1, 1) for op in ("brightness", "saturation", "contrast")}
+    draw.uniforms.update(_crop_and_cutout_uniforms(32, golden["crop"]))
+    out = augment.apply(_augmentation_input(), draw)
+    close(stats(out), golden["images"], precision)
+    assert out.double().flatten(1).sum(1).tolist() == pytest.approx(golden["per_image_sums"], rel=precision.rtol)
