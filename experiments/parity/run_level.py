@@ -16,6 +16,9 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     # IDC: their condense.py from a CPU-patched export (docs/parity.md), IDC_REPO (and DREAM_REPO)
     IDC_REPO=<CPU-patched IDC export> BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
     python experiments/parity/run_level.py --summary experiments/parity/runs
+    # a cell's saved sets compared pixel by pixel; IDC sets evaluated again paired by evaluation seed
+    ... run_level.py idc --dataset cifar10-jpeg --distances
+    ... run_level.py idc --dataset cifar10-jpeg --paired
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
 the last: ``--Iteration N-1`` is N updates, our ``iterations=N``. ``--num_eval 0`` skips their
