@@ -312,7 +312,8 @@ def saved_sets(name: str, dataset: str) -> dict[str, dict[int, tuple]]:
             sets["authors"][int(f.parent.name.split("_")[-1])] = tuple(torch.load(f, weights_only=False)["data"][-1])
     for record in work.glob("ours/runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
-        if (config["label"], config["dataset"]) == (name, dataset):
+        ipc = (CONDENSE_CELLS.get(name) or CELLS[name])["ipc"]
+        if (config["label"], config["dataset"], config["ipc"]) == (name, dataset, ipc):
             synset = torch.load(record.with_name("synset.pt"), weights_only=False)
             sets["ours"][config["seed"]] = (synset["images"], synset["labels"])
     return sets
@@ -357,7 +358,11 @@ def idc_start(cell: dict, dataset: str):
 def paired_evaluations(name: str, dataset: str, out: Path) -> None:
     """IDC cells: evaluate our run k's set again with the evaluation seed their run k's set had
     (k + 1), so each run's two sets meet the same evaluation draw. Appends one row per run to
-    ``<cell>_paired.jsonl``; their side's accuracy is the one already logged with that seed."""
+    ``<out>/paired/<cell>.jsonl``; their side's accuracy is the one already logged with that seed.
+    Not for the VICO cells: their evaluator seeds itself from the wall clock, so it cannot be paired."""
+    if name not in CONDENSE_CELLS:
+        raise SystemExit(f"--paired: only the IDC cells ({', '.join(CONDENSE_CELLS)}) can be paired; "
+                         f"VICO's evaluate_synset seeds itself from the wall clock")
     cell = CONDENSE_CELLS[name]
     log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
     theirs = {r["run"]: r["authors_eval_acc"] for r in map(json.loads, log.read_text().splitlines()) if r["side"] == "authors"}
