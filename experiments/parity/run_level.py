@@ -129,6 +129,14 @@ def authors_seconds_per_iteration(stdout: str) -> float:
     return (t1 - t0) / (i1 - i0)
 
 
+def load_authors_set(path: Path, condense: bool) -> tuple:
+    """(images, labels) of a set the authors' script saved: IDC's/DREAM's condense.py saves the pair,
+    VICO's main.py / main_DM.py a dict whose "data" lists one pair per experiment (the last is ours)."""
+    import torch
+    saved = torch.load(path, weights_only=False)
+    return tuple(saved) if condense else tuple(saved["data"][-1])
+
+
 def run_authors(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
     repo = Path(os.environ["VICO_REPO"]).resolve()
     save = work / f"authors_{name}_{k}"
@@ -139,8 +147,7 @@ def run_authors(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict
     if out.returncode != 0:
         raise SystemExit(f"authors' {cell['script']} failed:\n{out.stderr[-2000:]}")
     result = next(save.glob("res_*.pt"))
-    import torch
-    images, labels = torch.load(result, weights_only=False)["data"][-1]
+    images, labels = load_authors_set(result, condense=False)
     return {"images": images, "labels": labels, "s_per_it": authors_seconds_per_iteration(out.stdout),
             "cmd": " ".join(cmd[1:])}
 
@@ -179,9 +186,8 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
     seconds = time.time() - started
     if out.returncode != 0:
         raise SystemExit(f"authors' condense.py failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
-    import torch
     saved = sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)[-1]
-    images, labels = torch.load(saved, weights_only=False)
+    images, labels = load_authors_set(saved, condense=True)
     # their whole process (data loading and initialisation included) per inner step
     return {"images": images, "labels": labels, "s_per_it": seconds / cell["inner_steps"],
             "cmd": " ".join(cmd[2:])}
@@ -306,10 +312,10 @@ def saved_sets(name: str, dataset: str) -> dict[str, dict[int, tuple]]:
     sets: dict[str, dict[int, tuple]] = {"authors": {}, "ours": {}}
     if name in CONDENSE_CELLS:
         for f in work.glob("authors_*/results/test/data.pt"):
-            sets["authors"][int(f.parts[-4].split("_")[-1])] = tuple(torch.load(f, weights_only=False))
+            sets["authors"][int(f.parts[-4].split("_")[-1])] = load_authors_set(f, condense=True)
     else:
         for f in work.glob("authors_*/res_*.pt"):
-            sets["authors"][int(f.parent.name.split("_")[-1])] = tuple(torch.load(f, weights_only=False)["data"][-1])
+            sets["authors"][int(f.parent.name.split("_")[-1])] = load_authors_set(f, condense=False)
     for record in work.glob("ours/runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
         ipc = (CONDENSE_CELLS.get(name) or CELLS[name])["ipc"]
