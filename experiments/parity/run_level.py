@@ -250,9 +250,10 @@ def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
     return 100.0 * float(acc_test)
 
 
-def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1)) -> None:
+def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1), evals: int = 1) -> None:
     """Runs ``k < runs`` with ``k % shard[1] == shard[0]``: shards in separate processes share a log
-    (one line appended per run)."""
+    (one line appended per run). With ``evals`` > 1 (VICO cells) every set, new or saved by an earlier
+    run, is evaluated by that many of their networks in all (``top_up_evaluations``)."""
     condense = name in CONDENSE_CELLS
     cell = CONDENSE_CELLS[name] if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
@@ -281,10 +282,51 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
                 fh.write(json.dumps(row) + "\n")
             print(f"{name} {side} run {k}: {acc:.2f} % (authors' evaluator), {got['s_per_it'] or float('nan'):.2f} s/it, "
                   f"load {load:.2f}", flush=True)
+            done.add((side, k))
+        if evals > 1:
+            top_up_evaluations(name, dataset, k, out, evals)
+
+
+def extra_evaluations_log(out: Path, name: str, dataset: str) -> Path:
+    cell = CONDENSE_CELLS.get(name) or CELLS[name]
+    return out / "evals" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+
+
+def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -> None:
+    """VICO cells: evaluate run k's two sets (as saved in the work folder) by more of the authors'
+    networks until each set has ``evals`` in all, counting the one in the cell's log; one row per
+    network to ``<out>/evals/<cell>.jsonl``. Their evaluator draws each network's weights from the
+    wall clock, so the networks are independent draws, and a set's mean over several of them takes
+    the evaluator's own spread out of the run-to-run spread (their main.py averages num_eval networks
+    the same way). A set no longer in the work folder is skipped, with a line saying so."""
+    if name in CONDENSE_CELLS:
+        raise SystemExit("--evals: only the VICO cells (dc, dsa, dm); IDC cells are paired by seed (--paired)")
+    cell = CELLS[name]
+    log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    rows = {(r["side"], r["run"]): r for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    extra = extra_evaluations_log(out, name, dataset)
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    counted = [(r["side"], r["run"]) for r in map(json.loads, extra.read_text().splitlines())] if extra.exists() else []
+    for side in ("authors", "ours"):
+        if (side, k) not in rows:
+            continue
+        missing = evals - 1 - counted.count((side, k))
+        if missing <= 0:
+            continue
+        found = saved_set(name, dataset, side, k, rows[(side, k)].get("run_id"))
+        if found is None:
+            print(f"{name} {side} run {k}: its set is no longer in {work_root()}; not re-evaluated", flush=True)
+            continue
+        for _ in range(missing):
+            started = time.time()
+            acc = evaluate_with_authors(cell, dataset, *found)
+            with extra.open("a") as fh:
+                fh.write(json.dumps({"side": side, "run": k, "authors_eval_acc": acc, "eval_s": round(time.time() - started, 1),
+                                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+            print(f"{name} {side} run {k}: another of their networks {acc:.2f} %", flush=True)
 
 
 def summary(out: Path) -> None:
-    from scipy import stats
     for log in sorted(out.glob("*.jsonl")):
         rows = [json.loads(line) for line in log.read_text().splitlines()]
         acc = {s: np.array([r["authors_eval_acc"] for r in rows if r["side"] == s]) for s in ("ours", "authors")}
@@ -292,16 +334,24 @@ def summary(out: Path) -> None:
         if min(len(a) for a in acc.values()) < 2:
             print(f"{log.stem}: too few runs ({ {s: len(a) for s, a in acc.items()} })")
             continue
-        a, b = acc["ours"], acc["authors"]
-        diff = a.mean() - b.mean()
-        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        se = np.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))  # Welch
-        half = stats.t.ppf(0.975, dof) * se
         ours_own = [r["our_eval_acc"] for r in rows if r["side"] == "ours"]
-        print(f"| {log.stem} | {a.mean():.2f} ± {a.std(ddof=1):.2f} (n={len(a)}) | {b.mean():.2f} ± {b.std(ddof=1):.2f} (n={len(b)}) "
-              f"| {diff:+.2f} [{diff - half:+.2f}, {diff + half:+.2f}] | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
+        print(f"| {log.stem} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
               f"| {np.mean(ours_own):.2f} |")
+
+
+def saved_set(name: str, dataset: str, side: str, k: int, run_id: str | None) -> tuple | None:
+    """One VICO cell's run k's set from the work folder: theirs as main.py saved it, ours the synset.pt
+    of the run whose id the cell's log names (None where it is gone)."""
+    import torch
+    work = work_root() / f"{name}_{dataset}"
+    if side == "authors":
+        found = list((work / f"authors_{name}_{k}").glob("res_*.pt"))
+        return load_authors_set(found[0], condense=False) if found else None
+    path = work / "ours" / "runs" / str(run_id) / "synset.pt"
+    if not path.exists():
+        return None
+    synset = torch.load(path, weights_only=False)
+    return synset["images"], synset["labels"]
 
 
 def saved_sets(name: str, dataset: str) -> dict[str, dict[int, tuple]]:
@@ -386,6 +436,37 @@ def paired_evaluations(name: str, dataset: str, out: Path) -> None:
         print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
 
 
+def welch_row(a: np.ndarray, b: np.ndarray) -> str:
+    """'ours | authors | difference [95 % CI]' cells of a table row, Welch's t interval."""
+    from scipy import stats
+    diff = a.mean() - b.mean()
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    return (f"{a.mean():.2f} ± {a.std(ddof=1):.2f} (n={len(a)}) | {b.mean():.2f} ± {b.std(ddof=1):.2f} (n={len(b)}) "
+            f"| {diff:+.2f} [{diff - half:+.2f}, {diff + half:+.2f}]")
+
+
+def multi_evaluation_summary(out: Path) -> None:
+    """Per VICO cell with extra evaluations: each set's mean over its networks (the logged one and
+    the extra ones), over the sets that have the most networks any set has, side against side."""
+    for extra in sorted((out / "evals").glob("*.jsonl")):
+        log = out / extra.name
+        accs: dict[tuple, list[float]] = {(r["side"], r["run"]): [r["authors_eval_acc"]]
+                                          for r in map(json.loads, log.read_text().splitlines())}
+        for r in map(json.loads, extra.read_text().splitlines()):
+            accs[(r["side"], r["run"])].append(r["authors_eval_acc"])
+        most = max(map(len, accs.values()))
+        means = {s: np.array([np.mean(v) for (side, _), v in sorted(accs.items()) if side == s and len(v) == most])
+                 for s in ("ours", "authors")}
+        if min(map(len, means.values())) < 2:
+            print(f"{log.stem}, {most} networks a set: too few sets ({ {s: len(m) for s, m in means.items()} })")
+            continue
+        spread = np.mean([np.std(v, ddof=1) for v in accs.values() if len(v) == most])
+        print(f"| {log.stem}, mean of {most} of their networks a set | {welch_row(means['ours'], means['authors'])} "
+              f"| sd between one set's networks {spread:.2f} |")
+
+
 def paired_summary(out: Path) -> None:
     """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof)."""
     from scipy import stats
@@ -410,11 +491,15 @@ def main() -> None:
     parser.add_argument("--summary", type=Path)
     parser.add_argument("--distances", action="store_true",
                         help="compare the cells' saved sets (pixel distances within and across sides) instead of running")
+    parser.add_argument("--evals", type=int, default=1,
+                        help="VICO cells: evaluate every set (new, or saved by an earlier run) by this many of "
+                             "their networks in all; the extra ones go to <out>/evals/")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     args = parser.parse_args()
     if args.summary:
         summary(args.summary)
+        multi_evaluation_summary(args.summary)
         paired_summary(args.summary)
         return
     if args.paired:
@@ -427,7 +512,7 @@ def main() -> None:
         return
     shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
-        run_cell(name, args.dataset, args.runs, args.out, shard)
+        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals)
 
 
 if __name__ == "__main__":
