@@ -400,6 +400,35 @@ def set_distances(name: str, dataset: str) -> None:
                 print(f"  {side} from the shared start: mean |final - start| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f})")
 
 
+def start_evaluations(name: str, dataset: str, runs: int, evals: int = 2) -> None:
+    """Cells that start from real images (dsa, dm): how good each of our runs' start already is.
+    ``bench run --method random --seeds k`` draws run k's start (the same ``real`` initialiser at the
+    same seed; printed: its distance to run k's final set beside the distances to the other runs'),
+    and the authors' evaluator scores it with ``evals`` networks. A run whose start alone scores far
+    above the others' is the seed's draw, not the distillation."""
+    import torch
+    cell = CELLS[name]
+    store = work_root() / f"starts_{dataset}_ipc{cell['ipc']}"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--dataset", dataset, "--ipc", str(cell["ipc"]),
+           "--seeds", f"0-{runs - 1}", "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1", "--out", str(store)]
+    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
+    starts = {}
+    for record in store.glob("runs/*/record.json"):
+        config = json.loads(record.read_text())["config"]
+        synset = torch.load(record.with_name("synset.pt"), weights_only=False)
+        starts[config["seed"]] = (synset["images"], synset["labels"])
+    finals = saved_sets(name, dataset)["ours"]
+    for k in sorted(starts):
+        others = [float((starts[k][0] - finals[j][0]).abs().mean()) for j in sorted(finals) if j != k]
+        own = float((starts[k][0] - finals[k][0]).abs().mean()) if k in finals else float("nan")
+        accs = [evaluate_with_authors(cell, dataset, *starts[k]) for _ in range(evals)]
+        print(f"run {k}: start {np.mean(accs):.2f} % ({', '.join(f'{a:.2f}' for a in accs)}; their evaluator, "
+              f"{name.upper()} augmentation); |start - own final| {own:.3f}, to the others' finals "
+              f"{min(others):.3f}-{max(others):.3f}", flush=True)
+
+
 def idc_start(cell: dict, dataset: str):
     """The compact set both IDC sides start from (their ``mix`` init, our ``first`` initialiser)."""
     import torch
@@ -494,6 +523,8 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=1,
                         help="VICO cells: evaluate every set (new, or saved by an earlier run) by this many of "
                              "their networks in all; the extra ones go to <out>/evals/")
+    parser.add_argument("--starts", action="store_true",
+                        help="dsa, dm: evaluate our runs' starting sets (random real images at the run's seed)")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     args = parser.parse_args()
@@ -505,6 +536,10 @@ def main() -> None:
     if args.paired:
         for name in args.methods:
             paired_evaluations(name, args.dataset, args.out)
+        return
+    if args.starts:
+        for name in args.methods:
+            start_evaluations(name, args.dataset, args.runs, max(args.evals, 2))
         return
     if args.distances:
         for name in args.methods:
