@@ -400,12 +400,9 @@ def set_distances(name: str, dataset: str) -> None:
                 print(f"  {side} from the shared start: mean |final - start| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f})")
 
 
-def start_evaluations(name: str, dataset: str, runs: int, evals: int = 2) -> None:
-    """Cells that start from real images (dsa, dm): how good each of our runs' start already is.
-    ``bench run --method random --seeds k`` draws run k's start (the same ``real`` initialiser at the
-    same seed; printed: its distance to run k's final set beside the distances to the other runs'),
-    and the authors' evaluator scores it with ``evals`` networks. A run whose start alone scores far
-    above the others' is the seed's draw, not the distillation."""
+def our_starts(name: str, dataset: str, runs: int) -> dict[int, tuple]:
+    """Our runs' starting sets: ``bench run --method random --seeds k`` draws run k's (the same
+    ``real`` initialiser at the same seed)."""
     import torch
     cell = CELLS[name]
     store = work_root() / f"starts_{dataset}_ipc{cell['ipc']}"
@@ -419,14 +416,57 @@ def start_evaluations(name: str, dataset: str, runs: int, evals: int = 2) -> Non
         config = json.loads(record.read_text())["config"]
         synset = torch.load(record.with_name("synset.pt"), weights_only=False)
         starts[config["seed"]] = (synset["images"], synset["labels"])
-    finals = saved_sets(name, dataset)["ours"]
-    for k in sorted(starts):
-        others = [float((starts[k][0] - finals[j][0]).abs().mean()) for j in sorted(finals) if j != k]
-        own = float((starts[k][0] - finals[k][0]).abs().mean()) if k in finals else float("nan")
-        accs = [evaluate_with_authors(cell, dataset, *starts[k]) for _ in range(evals)]
-        print(f"run {k}: start {np.mean(accs):.2f} % ({', '.join(f'{a:.2f}' for a in accs)}; their evaluator, "
-              f"{name.upper()} augmentation); |start - own final| {own:.3f}, to the others' finals "
-              f"{min(others):.3f}-{max(others):.3f}", flush=True)
+    return starts
+
+
+def authors_start(name: str, dataset: str, k: int) -> tuple | None:
+    """Their run k's starting set, from the picture main.py / main_DM.py save before iteration 0's
+    update (``vis_*_iter0.png``: torchvision's save_image grid, one row per class, 2-pixel padding, the
+    set de-normalised and clipped to [0, 1]). Real 8-bit images survive that exactly, so normalising
+    the grid's cells again gives their start."""
+    import torch
+    from torchvision.io import read_image
+    from bench.data.datasets import load_dataset
+    found = list((work_root() / f"{name}_{dataset}" / f"authors_{name}_{k}").glob("vis_*_iter0.png"))
+    if not found:
+        return None
+    _, channels, side, _ = DATASETS[dataset]
+    ipc = CELLS[name]["ipc"]
+    grid = read_image(str(found[0])).float() / 255
+    cells = [grid[:channels, 2 + r * (side + 2):2 + r * (side + 2) + side, 2 + c * (side + 2):2 + c * (side + 2) + side]
+             for r in range(10) for c in range(ipc)]
+    data = start_evaluations.__dict__.setdefault("data", {})
+    if dataset not in data:
+        data[dataset] = load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
+    return data[dataset].normalise(torch.stack(cells), "vico"), torch.arange(10).repeat_interleave(ipc)
+
+
+def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2) -> None:
+    """Cells that start from real images (dsa, dm): how good each run's start already is, both sides,
+    by ``evals`` of the authors' networks; one row per set to ``<out>/starts/<cell>.jsonl``. Printed
+    beside each: the start's distance to its own run's final set and to the other runs' (its own must
+    be far the nearest, or the start is not that run's). ``--summary`` then compares the sides with the
+    start's score as a covariate: a run's start is its seed's draw of real images, not the method."""
+    cell = CELLS[name]
+    log = out / "starts" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["side"], r["run"]) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
+    finals = saved_sets(name, dataset)
+    starts = {"ours": our_starts(name, dataset, runs),
+              "authors": {k: got for k in range(runs) if (got := authors_start(name, dataset, k)) is not None}}
+    for side, sets in starts.items():
+        for k in sorted(set(sets) & set(finals[side])):
+            if (side, k) in done:
+                continue
+            own = float((sets[k][0] - finals[side][k][0]).abs().mean())
+            others = [float((sets[k][0] - f[0]).abs().mean()) for j, f in finals[side].items() if j != k]
+            accs = [evaluate_with_authors(cell, dataset, *sets[k]) for _ in range(evals)]
+            with log.open("a") as fh:
+                fh.write(json.dumps({"side": side, "run": k, "start_accs": accs, "to_own_final": round(own, 4),
+                                     "to_other_finals": [round(min(others), 4), round(max(others), 4)],
+                                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+            print(f"{side} run {k}: start {np.mean(accs):.2f} % ({', '.join(f'{a:.2f}' for a in accs)}; their evaluator); "
+                  f"|start - own final| {own:.3f}, to the other finals {min(others):.3f}-{max(others):.3f}", flush=True)
 
 
 def idc_start(cell: dict, dataset: str):
@@ -494,6 +534,29 @@ def multi_evaluation_summary(out: Path) -> None:
         spread = np.mean([np.std(v, ddof=1) for v in accs.values() if len(v) == most])
         print(f"| {log.stem}, mean of {most} of their networks a set | {welch_row(means['ours'], means['authors'])} "
               f"| sd between one set's networks {spread:.2f} |")
+        starts = out / "starts" / extra.name
+        if starts.exists():
+            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in map(json.loads, starts.read_text().splitlines())}
+            keys = [key for key, v in sorted(accs.items()) if len(v) == most and key in start]
+            print(start_adjusted_row(f"{log.stem}, mean of {most} networks, start as covariate",
+                                     np.array([np.mean(accs[key]) for key in keys]),
+                                     np.array([key[0] == "ours" for key in keys], dtype=float),
+                                     np.array([start[key] for key in keys])))
+
+
+def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: np.ndarray) -> str:
+    """Least squares final = a + d * ours + b * start: d, the difference at an equal start, with its
+    95 % t interval (n - 3 dof); the start's score is the seed's draw of real images, the one input
+    the two programs draw differently and cannot share."""
+    from scipy import stats
+    design = np.column_stack([np.ones_like(final), ours, start])
+    coef, residual, *_ = np.linalg.lstsq(design, final, rcond=None)
+    dof = len(final) - 3
+    sigma2 = float(residual[0]) / dof
+    se = np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[1, 1])
+    half = stats.t.ppf(0.975, dof) * se
+    return (f"| {label} | n={int(ours.sum())} ours, {int((1 - ours).sum())} authors | slope on the start {coef[2]:.2f} "
+            f"| {coef[1]:+.2f} [{coef[1] - half:+.2f}, {coef[1] + half:+.2f}] |")
 
 
 def paired_summary(out: Path) -> None:
@@ -524,7 +587,7 @@ def main() -> None:
                         help="VICO cells: evaluate every set (new, or saved by an earlier run) by this many of "
                              "their networks in all; the extra ones go to <out>/evals/")
     parser.add_argument("--starts", action="store_true",
-                        help="dsa, dm: evaluate our runs' starting sets (random real images at the run's seed)")
+                        help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their networks")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     args = parser.parse_args()
@@ -539,7 +602,7 @@ def main() -> None:
         return
     if args.starts:
         for name in args.methods:
-            start_evaluations(name, args.dataset, args.runs, max(args.evals, 2))
+            start_evaluations(name, args.dataset, args.runs, args.out, max(args.evals, 2))
         return
     if args.distances:
         for name in args.methods:
