@@ -549,10 +549,12 @@ def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: n
     95 % t interval (n - 3 dof); the start's score is the seed's draw of real images, the one input
     the two programs draw differently and cannot share."""
     from scipy import stats
+    if min(ours.sum(), (1 - ours).sum()) < 2:
+        return f"| {label} | too few starts evaluated ({int(ours.sum())} ours, {int((1 - ours).sum())} authors) |"
     design = np.column_stack([np.ones_like(final), ours, start])
-    coef, residual, *_ = np.linalg.lstsq(design, final, rcond=None)
+    coef, *_ = np.linalg.lstsq(design, final, rcond=None)
     dof = len(final) - 3
-    sigma2 = float(residual[0]) / dof
+    sigma2 = float(((final - design @ coef) ** 2).sum()) / dof
     se = np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[1, 1])
     half = stats.t.ppf(0.975, dof) * se
     return (f"| {label} | n={int(ours.sum())} ours, {int((1 - ours).sum())} authors | slope on the start {coef[2]:.2f} "
