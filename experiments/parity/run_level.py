@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from authors_data import accept_our_cifar_pickles, authors_site, write_cifar_pickles
+from run_level_summary import print_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -326,19 +327,6 @@ def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -
             print(f"{name} {side} run {k}: another of their networks {acc:.2f} %", flush=True)
 
 
-def summary(out: Path) -> None:
-    for log in sorted(out.glob("*.jsonl")):
-        rows = [json.loads(line) for line in log.read_text().splitlines()]
-        acc = {s: np.array([r["authors_eval_acc"] for r in rows if r["side"] == s]) for s in ("ours", "authors")}
-        spi = {s: np.array([r["s_per_it"] for r in rows if r["side"] == s and r["s_per_it"]]) for s in acc}
-        if min(len(a) for a in acc.values()) < 2:
-            print(f"{log.stem}: too few runs ({ {s: len(a) for s, a in acc.items()} })")
-            continue
-        ours_own = [r["our_eval_acc"] for r in rows if r["side"] == "ours"]
-        print(f"| {log.stem} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
-              f"| {np.mean(ours_own):.2f} |")
-
-
 def saved_set(name: str, dataset: str, side: str, k: int, run_id: str | None) -> tuple | None:
     """One VICO cell's run k's set from the work folder: theirs as main.py saved it, ours the synset.pt
     of the run whose id the cell's log names (None where it is gone)."""
@@ -505,76 +493,6 @@ def paired_evaluations(name: str, dataset: str, out: Path) -> None:
         print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
 
 
-def welch_row(a: np.ndarray, b: np.ndarray) -> str:
-    """'ours | authors | difference [95 % CI]' cells of a table row, Welch's t interval."""
-    from scipy import stats
-    diff = a.mean() - b.mean()
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
-    return (f"{a.mean():.2f} ± {a.std(ddof=1):.2f} (n={len(a)}) | {b.mean():.2f} ± {b.std(ddof=1):.2f} (n={len(b)}) "
-            f"| {diff:+.2f} [{diff - half:+.2f}, {diff + half:+.2f}]")
-
-
-def multi_evaluation_summary(out: Path) -> None:
-    """Per VICO cell with extra evaluations: each set's mean over its networks (the logged one and
-    the extra ones), over the sets that have the most networks any set has, side against side."""
-    for extra in sorted((out / "evals").glob("*.jsonl")):
-        log = out / extra.name
-        accs: dict[tuple, list[float]] = {(r["side"], r["run"]): [r["authors_eval_acc"]]
-                                          for r in map(json.loads, log.read_text().splitlines())}
-        for r in map(json.loads, extra.read_text().splitlines()):
-            accs[(r["side"], r["run"])].append(r["authors_eval_acc"])
-        most = max(map(len, accs.values()))
-        means = {s: np.array([np.mean(v) for (side, _), v in sorted(accs.items()) if side == s and len(v) == most])
-                 for s in ("ours", "authors")}
-        if min(map(len, means.values())) < 2:
-            print(f"{log.stem}, {most} networks a set: too few sets ({ {s: len(m) for s, m in means.items()} })")
-            continue
-        spread = np.mean([np.std(v, ddof=1) for v in accs.values() if len(v) == most])
-        print(f"| {log.stem}, mean of {most} of their networks a set | {welch_row(means['ours'], means['authors'])} "
-              f"| sd between one set's networks {spread:.2f} |")
-        starts = out / "starts" / extra.name
-        if starts.exists():
-            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in map(json.loads, starts.read_text().splitlines())}
-            keys = [key for key, v in sorted(accs.items()) if len(v) == most and key in start]
-            print(start_adjusted_row(f"{log.stem}, mean of {most} networks, start as covariate",
-                                     np.array([np.mean(accs[key]) for key in keys]),
-                                     np.array([key[0] == "ours" for key in keys], dtype=float),
-                                     np.array([start[key] for key in keys])))
-
-
-def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: np.ndarray) -> str:
-    """Least squares final = a + d * ours + b * start: d, the difference at an equal start, with its
-    95 % t interval (n - 3 dof); the start's score is the seed's draw of real images, the one input
-    the two programs draw differently and cannot share."""
-    from scipy import stats
-    if min(ours.sum(), (1 - ours).sum()) < 2:
-        return f"| {label} | too few starts evaluated ({int(ours.sum())} ours, {int((1 - ours).sum())} authors) |"
-    design = np.column_stack([np.ones_like(final), ours, start])
-    coef, *_ = np.linalg.lstsq(design, final, rcond=None)
-    dof = len(final) - 3
-    sigma2 = float(((final - design @ coef) ** 2).sum()) / dof
-    se = np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[1, 1])
-    half = stats.t.ppf(0.975, dof) * se
-    return (f"| {label} | n={int(ours.sum())} ours, {int((1 - ours).sum())} authors | slope on the start {coef[2]:.2f} "
-            f"| {coef[1]:+.2f} [{coef[1] - half:+.2f}, {coef[1] + half:+.2f}] |")
-
-
-def paired_summary(out: Path) -> None:
-    """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof)."""
-    from scipy import stats
-    for log in sorted((out / "paired").glob("*.jsonl")):
-        rows = [json.loads(line) for line in log.read_text().splitlines()]
-        d = np.array([r["ours_acc"] - r["authors_acc"] for r in rows])
-        if len(d) < 2:
-            continue
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        print(f"| {log.stem}, paired by evaluation seed | {np.mean([r['ours_acc'] for r in rows]):.2f} "
-              f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
-              f"(n={len(d)}, sd of differences {d.std(ddof=1):.2f}) |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("methods", nargs="*", help=f"cells to run, of {', '.join([*CELLS, *CONDENSE_CELLS])}")
@@ -594,9 +512,7 @@ def main() -> None:
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     args = parser.parse_args()
     if args.summary:
-        summary(args.summary)
-        multi_evaluation_summary(args.summary)
-        paired_summary(args.summary)
+        print_summary(args.summary)
         return
     if args.paired:
         for name in args.methods:
