@@ -27,6 +27,7 @@ in-loop evaluation (of the iteration-0 set only, at these budgets); their final 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -414,7 +415,6 @@ def authors_start(name: str, dataset: str, k: int) -> tuple | None:
     the grid's cells again gives their start."""
     import torch
     from torchvision.io import read_image
-    from bench.data.datasets import load_dataset
     found = list((work_root() / f"{name}_{dataset}" / f"authors_{name}_{k}").glob("vis_*_iter0.png"))
     if not found:
         return None
@@ -423,10 +423,14 @@ def authors_start(name: str, dataset: str, k: int) -> tuple | None:
     grid = read_image(str(found[0])).float() / 255
     cells = [grid[:channels, 2 + r * (side + 2):2 + r * (side + 2) + side, 2 + c * (side + 2):2 + c * (side + 2) + side]
              for r in range(10) for c in range(ipc)]
-    data = start_evaluations.__dict__.setdefault("data", {})
-    if dataset not in data:
-        data[dataset] = load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
-    return data[dataset].normalise(torch.stack(cells), "vico"), torch.arange(10).repeat_interleave(ipc)
+    return our_dataset(dataset).normalise(torch.stack(cells), "vico"), torch.arange(10).repeat_interleave(ipc)
+
+
+@functools.lru_cache
+def our_dataset(dataset: str):
+    """Our catalog's dataset (its normalisation is the one the authors' code uses), loaded once."""
+    from bench.data.datasets import load_dataset
+    return load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
 
 
 def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2) -> None:
