@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from authors_data import accept_our_cifar_pickles, authors_site, write_cifar_pickles
-from run_level_summary import print_summary
+from run_level_summary import print_summary, read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -211,13 +211,18 @@ def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["acc_last"])
 
 
+def bench_run(cmd: list[str]) -> None:
+    """Our ``bench run`` as a subprocess on one thread; its error tail if it fails."""
+    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
+
+
 def run_ours(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
     store = work / "ours"
     cmd = [sys.executable, "-m", "bench.cli", "run", "--method", name, "--dataset", dataset,
            "--ipc", str(cell["ipc"]), "--seeds", str(k), *our_settings(name, cell), "--out", str(store)]
-    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
+    bench_run(cmd)
     import torch
     run_dir, record = next((p.parent, r) for p in store.glob("runs/*/record.json")
                            for r in [json.loads(p.read_text())]
@@ -260,7 +265,7 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
     cell = CONDENSE_CELLS[name] if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
-    done = {(r["side"], r["run"]) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
+    done = {(r["side"], r["run"]) for r in read_rows(log)}
     work = work_root() / f"{name}_{dataset}"  # synthetic sets, stores: not kept
     for k in range(shard[0], runs, shard[1]):
         for side, runner in (("authors", run_authors_condense if condense else run_authors), ("ours", run_ours)):
@@ -305,10 +310,10 @@ def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -
         raise SystemExit("--evals: only the VICO cells (dc, dsa, dm); IDC cells are paired by seed (--paired)")
     cell = CELLS[name]
     log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
-    rows = {(r["side"], r["run"]): r for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    rows = {(r["side"], r["run"]): r for r in read_rows(log)}
     extra = extra_evaluations_log(out, name, dataset)
     extra.parent.mkdir(parents=True, exist_ok=True)
-    counted = [(r["side"], r["run"]) for r in map(json.loads, extra.read_text().splitlines())] if extra.exists() else []
+    counted = [(r["side"], r["run"]) for r in read_rows(extra)]
     for side in ("authors", "ours"):
         if (side, k) not in rows:
             continue
@@ -397,9 +402,7 @@ def our_starts(name: str, dataset: str, runs: int) -> dict[int, tuple]:
     store = work_root() / f"starts_{dataset}_ipc{cell['ipc']}"
     cmd = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--dataset", dataset, "--ipc", str(cell["ipc"]),
            "--seeds", f"0-{runs - 1}", "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1", "--out", str(store)]
-    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
+    bench_run(cmd)
     starts = {}
     for record in store.glob("runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
@@ -442,7 +445,7 @@ def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int 
     cell = CELLS[name]
     log = out / "starts" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["side"], r["run"]) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
+    done = {(r["side"], r["run"]) for r in read_rows(log)}
     finals = saved_sets(name, dataset)
     starts = {"ours": our_starts(name, dataset, runs),
               "authors": {k: got for k in range(runs) if (got := authors_start(name, dataset, k)) is not None}}
@@ -482,10 +485,10 @@ def paired_evaluations(name: str, dataset: str, out: Path) -> None:
                          f"VICO's evaluate_synset seeds itself from the wall clock")
     cell = CONDENSE_CELLS[name]
     log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
-    theirs = {r["run"]: r["authors_eval_acc"] for r in map(json.loads, log.read_text().splitlines()) if r["side"] == "authors"}
+    theirs = {r["run"]: r["authors_eval_acc"] for r in read_rows(log) if r["side"] == "authors"}
     paired = out / "paired" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
     paired.parent.mkdir(parents=True, exist_ok=True)
-    done = {r["run"] for r in map(json.loads, paired.read_text().splitlines())} if paired.exists() else set()
+    done = {r["run"] for r in read_rows(paired)}
     ours = saved_sets(name, dataset)["ours"]
     for k in sorted(set(ours) & set(theirs) - done):
         started = time.time()

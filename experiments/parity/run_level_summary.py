@@ -18,7 +18,7 @@ def print_summary(out: Path) -> None:
 
 def summary(out: Path) -> None:
     for log in sorted(out.glob("*.jsonl")):
-        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        rows = read_rows(log)
         acc = {s: np.array([r["authors_eval_acc"] for r in rows if r["side"] == s]) for s in ("ours", "authors")}
         spi = {s: np.array([r["s_per_it"] for r in rows if r["side"] == s and r["s_per_it"]]) for s in acc}
         if min(len(a) for a in acc.values()) < 2:
@@ -33,11 +33,14 @@ def welch_row(a: np.ndarray, b: np.ndarray) -> str:
     """'ours | authors | difference [95 % CI]' cells of a table row, Welch's t interval."""
     from scipy import stats
     diff = a.mean() - b.mean()
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval()
     return (f"{a.mean():.2f} ± {a.std(ddof=1):.2f} (n={len(a)}) | {b.mean():.2f} ± {b.std(ddof=1):.2f} (n={len(b)}) "
-            f"| {diff:+.2f} [{diff - half:+.2f}, {diff + half:+.2f}]")
+            f"| {diff:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A JSONL log's rows (empty when the log does not exist yet)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def multi_evaluation_summary(out: Path) -> None:
@@ -46,8 +49,8 @@ def multi_evaluation_summary(out: Path) -> None:
     for extra in sorted((out / "evals").glob("*.jsonl")):
         log = out / extra.name
         accs: dict[tuple, list[float]] = {(r["side"], r["run"]): [r["authors_eval_acc"]]
-                                          for r in map(json.loads, log.read_text().splitlines())}
-        for r in map(json.loads, extra.read_text().splitlines()):
+                                          for r in read_rows(log)}
+        for r in read_rows(extra):
             accs[(r["side"], r["run"])].append(r["authors_eval_acc"])
         most = max(map(len, accs.values()))
         means = {s: np.array([np.mean(v) for (side, _), v in sorted(accs.items()) if side == s and len(v) == most])
@@ -60,7 +63,7 @@ def multi_evaluation_summary(out: Path) -> None:
               f"| sd between one set's networks {spread:.2f} |")
         starts = out / "starts" / extra.name
         if starts.exists():
-            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in map(json.loads, starts.read_text().splitlines())}
+            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in read_rows(starts)}
             keys = [key for key, v in sorted(accs.items()) if len(v) == most and key in start]
             print(start_adjusted_row(f"{log.stem}, mean of {most} networks, start as covariate",
                                      np.array([np.mean(accs[key]) for key in keys]),
@@ -89,11 +92,11 @@ def paired_summary(out: Path) -> None:
     """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof)."""
     from scipy import stats
     for log in sorted((out / "paired").glob("*.jsonl")):
-        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        rows = read_rows(log)
         d = np.array([r["ours_acc"] - r["authors_acc"] for r in rows])
         if len(d) < 2:
             continue
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        ci = stats.ttest_1samp(d, 0.0).confidence_interval()
         print(f"| {log.stem}, paired by evaluation seed | {np.mean([r['ours_acc'] for r in rows]):.2f} "
-              f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
+              f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] "
               f"(n={len(d)}, sd of differences {d.std(ddof=1):.2f}) |")
