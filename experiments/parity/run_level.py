@@ -264,7 +264,7 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
     condense = name in CONDENSE_CELLS
     cell = CONDENSE_CELLS[name] if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
-    log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    log = cell_log(out, name, dataset)
     done = {(r["side"], r["run"]) for r in read_rows(log)}
     work = work_root() / f"{name}_{dataset}"  # synthetic sets, stores: not kept
     for k in range(shard[0], runs, shard[1]):
@@ -294,9 +294,10 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
             top_up_evaluations(name, dataset, k, out, evals)
 
 
-def extra_evaluations_log(out: Path, name: str, dataset: str) -> Path:
+def cell_log(out: Path, name: str, dataset: str, kind: str = "") -> Path:
+    """A cell's JSONL log: its runs (``kind`` ""), or its ``evals``/``starts``/``paired`` rows."""
     cell = CONDENSE_CELLS.get(name) or CELLS[name]
-    return out / "evals" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
 
 
 def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -> None:
@@ -309,9 +310,9 @@ def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -
     if name in CONDENSE_CELLS:
         raise SystemExit("--evals: only the VICO cells (dc, dsa, dm); IDC cells are paired by seed (--paired)")
     cell = CELLS[name]
-    log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    log = cell_log(out, name, dataset)
     rows = {(r["side"], r["run"]): r for r in read_rows(log)}
-    extra = extra_evaluations_log(out, name, dataset)
+    extra = cell_log(out, name, dataset, "evals")
     extra.parent.mkdir(parents=True, exist_ok=True)
     counted = [(r["side"], r["run"]) for r in read_rows(extra)]
     for side in ("authors", "ours"):
@@ -443,7 +444,7 @@ def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int 
     be far the nearest, or the start is not that run's). ``--summary`` then compares the sides with the
     start's score as a covariate: a run's start is its seed's draw of real images, not the method."""
     cell = CELLS[name]
-    log = out / "starts" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    log = cell_log(out, name, dataset, "starts")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["side"], r["run"]) for r in read_rows(log)}
     finals = saved_sets(name, dataset)
@@ -484,9 +485,9 @@ def paired_evaluations(name: str, dataset: str, out: Path) -> None:
         raise SystemExit(f"--paired: only the IDC cells ({', '.join(CONDENSE_CELLS)}) can be paired; "
                          f"VICO's evaluate_synset seeds itself from the wall clock")
     cell = CONDENSE_CELLS[name]
-    log = out / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    log = cell_log(out, name, dataset)
     theirs = {r["run"]: r["authors_eval_acc"] for r in read_rows(log) if r["side"] == "authors"}
-    paired = out / "paired" / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    paired = cell_log(out, name, dataset, "paired")
     paired.parent.mkdir(parents=True, exist_ok=True)
     done = {r["run"] for r in read_rows(paired)}
     ours = saved_sets(name, dataset)["ours"]
