@@ -1,7 +1,11 @@
 """Datasets load through torchvision's own classes; missing or corrupt files give one clear line."""
 
+import os
 import struct
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.core.atomic import atomic_folder, is_complete
 from bench.core.errors import BenchError
 from bench.data.datasets import DATASETS, DataOptions, load_dataset
 
@@ -185,3 +190,58 @@ def test_full_size_imagenet_missing_devkit_one_line(tmp_path):
     (tmp_path / "imagenet" / "train").mkdir(parents=True)
     with pytest.raises(BenchError, match=r"dataset 'imagenet': files not found .*meta.bin"):
         load_dataset("imagenet", tmp_path)
+
+
+def test_a_folder_another_writer_put_in_place_first_is_kept_and_ours_dropped(tmp_path):
+    """Two writers of one cache entry: the second rename finds a whole folder and keeps it."""
+    dest = tmp_path / "entry"
+    with atomic_folder(dest) as ours:
+        (ours / "a").write_text("ours")
+        with atomic_folder(dest) as theirs:
+            (theirs / "a").write_text("theirs")
+        assert (dest / "a").read_text() == "theirs" and is_complete(dest)
+    assert (dest / "a").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"], "a writer's temporary folder stayed"
+
+
+def test_a_folder_without_its_marker_is_replaced(tmp_path):
+    """What an older version left half-extracted (no ``.complete``) is not mistaken for a whole copy."""
+    dest = tmp_path / "entry"
+    (dest / "half").mkdir(parents=True)
+    with atomic_folder(dest) as partial:
+        (partial / "a").write_text("whole")
+    assert sorted(p.name for p in dest.iterdir()) == [".complete", "a"]
+
+
+_LOAD_AT = """
+import sys, time
+from bench.data.datasets import load_dataset
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts its load at one instant
+d = load_dataset("cifar10-jpeg", sys.argv[1])
+print(d.train_images.shape[0], round(float(d.train_images.sum()), 3))
+"""
+
+
+def test_processes_loading_one_archive_at_once_all_get_it(tmp_path):
+    """The first load of an archive by several processes at once (SLURM array tasks, runs side by
+    side) with one empty cache: each process extracts, one rename wins, none fails. Before the fix
+    the later renames failed with 'Directory not empty' reported as a corrupt archive."""
+    src = tmp_path / "src" / "cifar10-jpeg"
+    for split, n in (("train", 400), ("test", 10)):
+        for c, cls in enumerate(["airplane", "automobile"]):
+            for i in range(n):
+                _jpeg(src / split / cls / f"{i:04d}.jpg", 40 + 100 * c + i % 7)
+    root = tmp_path / "data" / "cifar10-jpeg"
+    root.mkdir(parents=True)
+    with tarfile.open(root / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="cifar10-jpeg")
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
+    start = str(time.time() + 8)  # after every interpreter has imported torch
+    procs = [subprocess.Popen([sys.executable, "-c", _LOAD_AT, str(tmp_path / "data"), start], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    assert len({out for out, _ in results}) == 1 and results[0][0].split()[0] == "800"
+    extracted = tmp_path / "cache" / "extracted"
+    assert [p.name for p in extracted.iterdir()] == [p.name for p in extracted.iterdir() if is_complete(p)]
+    assert len(list(extracted.iterdir())) == 1, "a writer's temporary folder stayed"

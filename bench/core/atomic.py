@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,21 +67,48 @@ def is_write_failure(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
 
 
+COMPLETE = ".complete"  # the marker a folder is renamed into place with
+
+
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` is a folder that :func:`atomic_folder` put in place whole."""
+    return (Path(path) / COMPLETE).exists()
+
+
 @contextmanager
 def atomic_folder(path: Path):
-    """Fill a folder under a temporary name and rename it into place only when the block succeeds;
-    on any error the partial folder is removed (no half-extracted archive in a cache) and the error
-    goes on to the caller, which knows whether it was the input or the disk."""
+    """Fill a folder under a temporary name and rename it into place, with a ``.complete`` marker,
+    only when the block succeeds; on any error the partial folder is removed (no half-extracted
+    archive in a cache) and the error goes on to the caller, which knows whether it was the input or
+    the disk.
+
+    Several processes may fill the same cache entry at once (the first load of a dataset by SLURM
+    array tasks, or by runs started side by side): the first rename wins and the others drop their
+    copy of the same content, instead of failing on a destination that is no longer empty."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))  # unique per writer
     try:
-        tmp.mkdir(parents=True)
         yield tmp
-        os.replace(tmp, path)
+        (tmp / COMPLETE).touch()
+        _rename_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _rename_into_place(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if is_complete(path):  # another writer's whole copy is already there: keep it
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(path, ignore_errors=True)  # a folder without the marker: an older version's partial one
+    os.replace(tmp, path)
 
 
 def move_aside(path: Path) -> Path | None:

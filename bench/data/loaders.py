@@ -4,7 +4,6 @@ tensors; decoded archives are cached under ``$BENCH_CACHE``."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tarfile
 import zlib
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.core.atomic import atomic_folder, atomic_torch_save, is_write_failure, write_failed
+from bench.core.atomic import atomic_folder, atomic_torch_save, is_complete, is_write_failure, write_failed
 from bench.core.errors import BenchError
 from bench.data.spec import DatasetSpec, RawSplits, cache_root, downloads_allowed
 
@@ -243,11 +242,9 @@ def _load_cifar10_jpeg(spec: DatasetSpec, root: Path, _: bool) -> RawSplits:
     def build() -> RawSplits:
         extract_to = cache_root() / "extracted" / key
         try:
-            if not (extract_to / ".complete").exists():  # renamed into place whole, with its marker
-                shutil.rmtree(extract_to, ignore_errors=True)  # a partial folder an older version left
+            if not is_complete(extract_to):
                 with atomic_folder(extract_to) as partial, tarfile.open(archive) as tar:
                     tar.extractall(partial, filter="data")
-                    (partial / ".complete").touch()
             top = next(p.parent for p in extract_to.rglob("train") if p.is_dir())
             train_x, train_y, classes = _image_folder_tensors(top / "train")
             test_x, test_y, _ = _image_folder_tensors(top / "test")
