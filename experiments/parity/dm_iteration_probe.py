@@ -123,7 +123,8 @@ out = {
                    "files": "main_DM.py (the per-class loop of one iteration), utils.py (ParamDiffAug, DiffAugment, "
                             "set_seed_DiffAug, rand_*), networks.py (ConvNet.embed)",
                    "patches": "utils.py: the Siamese row copies x[:] = x[0] -> x[:] = x[0].clone() (ten places; "
-                              "current torch refuses the overlapping in-place copy); the maths unchanged",
+                              "current torch refuses the overlapping in-place copy); networks.py: out.view(out.size(0), -1) -> "
+                              "out.reshape(...) (six places, from the run-level export; the same values wherever .view runs); the maths unchanged",
                    "torch": torch.__version__, "threads": 1, "cpu": cpu_name(),
                    "command": "VICO_REPO=<patched VICO export> python experiments/parity/dm_iteration_probe.py "
                               "tests/parity/dm_iteration.json"},
