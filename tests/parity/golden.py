@@ -44,6 +44,16 @@ def close(ours: dict, theirs: dict, p) -> None:
         assert ours["sum"] == pytest.approx(theirs["sum"], rel=p.rtol, abs=p.rtol * theirs["norm"])
 
 
+def check_image_step(loss: torch.Tensor, images: torch.Tensor, opt: torch.optim.Optimizer, golden: dict, p) -> None:
+    """The recorded loss, then the images' gradient and the images after one optimiser step."""
+    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=p.rtol)
+    opt.zero_grad()
+    loss.backward()
+    close(stats(images.grad), golden["grad"], p)
+    opt.step()
+    close(stats(images), golden["images_after_step"], p)
+
+
 def seeded_convnet(shapes: dict, classes: int):
     """Ours: ConvNet-3 for 1x28x28 MNIST-shaped inputs after torch.manual_seed(weights_seed)."""
     spec = DATASETS.get("mnist")

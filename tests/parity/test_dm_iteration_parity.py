@@ -19,7 +19,7 @@ import torch
 from bench.nets.augment import DiffAugment, Draw
 from bench.nets.matching import siamese_per_class
 from methods.dm import dm_loss
-from tests.parity.golden import close, precision_settings, seeded_convnet, stats
+from tests.parity.golden import check_image_step, close, precision_settings, seeded_convnet, stats
 
 GOLDEN = json.loads((Path(__file__).parent / "dm_iteration.json").read_text())
 S = GOLDEN["shapes"]
@@ -72,10 +72,5 @@ def test_one_iteration_loss_gradient_and_image_step(precision, batched):
     assert per_class == pytest.approx([c["loss"] for c in CLASSES], rel=precision.rtol)
     loss = dm_loss(net.embed, real_aug, syn_aug, batched)
     golden = precision.golden
-    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
-    opt.zero_grad()
-    loss.backward()
-    close(stats(images.grad), golden["grad"], precision)
-    opt.step()
-    close(stats(images), golden["images_after_step"], precision)
+    check_image_step(loss, images, opt, golden, precision)
 

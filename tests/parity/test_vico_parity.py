@@ -14,7 +14,7 @@ import torch
 from bench.evaluation.evaluate import _scheduler, resolve_protocol
 from bench.nets.matching import per_class_matching_loss
 from methods.dm import dm_loss
-from tests.parity.golden import PRECISIONS, close, precision_settings, seeded_convnet, stats
+from tests.parity.golden import PRECISIONS, check_image_step, close, precision_settings, seeded_convnet, stats
 
 GOLDEN = json.loads((Path(__file__).parent / "vico.json").read_text())
 S = GOLDEN["shapes"]
@@ -51,12 +51,7 @@ def test_dc_ours_distance_and_one_image_step(precision):
     opt = torch.optim.SGD([images], lr=0.1, momentum=0.5)  # DC's optimizer_img
     loss = per_class_matching_loss(net, real, images.view(K, IPC, C, H, H), None, None, "ours")
     golden = precision.golden["dc_ours_step"]
-    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
-    opt.zero_grad()
-    loss.backward()
-    close(stats(images.grad), golden["grad"], precision)
-    opt.step()
-    close(stats(images), golden["images_after_step"], precision)
+    check_image_step(loss, images, opt, golden, precision)
 
 
 @pytest.mark.parametrize("batched", [False, True])
@@ -70,12 +65,7 @@ def test_dm_loss_and_one_image_step(precision, batched):
     opt = torch.optim.SGD([images], lr=1.0, momentum=0.5)  # DM's optimizer_img
     loss = dm_loss(net.embed, real, images.view(K, IPC, C, H, H), batched)
     golden = precision.golden["dm_step"]
-    assert float(loss.detach()) == pytest.approx(golden["loss"], rel=precision.rtol)
-    opt.zero_grad()
-    loss.backward()
-    close(stats(images.grad), golden["grad"], precision)
-    opt.step()
-    close(stats(images), golden["images_after_step"], precision)
+    check_image_step(loss, images, opt, golden, precision)
 
 
 def test_dsa_protocol_learning_rate_per_epoch_and_momentum_restart():
