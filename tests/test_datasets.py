@@ -211,6 +211,9 @@ def test_a_folder_without_its_marker_is_replaced(tmp_path):
     with atomic_folder(dest) as partial:
         (partial / "a").write_text("whole")
     assert sorted(p.name for p in dest.iterdir()) == [".complete", "a"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o777 & ~umask, "not the mode a plain mkdir gives (a shared cache)"
 
 
 _LOAD_AT = """

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,9 +86,10 @@ def atomic_folder(path: Path):
     array tasks, or by runs started side by side): the first rename wins and the others drop their
     copy of the same content, instead of failing on a destination that is no longer empty."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))  # unique per writer
+    # unique per writer (two in one process too), made with the umask's mode, as the folder it becomes
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
     try:
+        tmp.mkdir(parents=True)
         yield tmp
         (tmp / COMPLETE).touch()
         _rename_into_place(tmp, path)
