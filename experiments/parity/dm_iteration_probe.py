@@ -19,7 +19,6 @@ Their Siamese row copies need the ``.clone()`` patch on current torch (docs/pari
 their scale and rotate build the affine matrix in float32 whatever the input's dtype."""
 import json
 import os
-import subprocess
 import sys
 
 AUTHORS = os.environ.get("VICO_REPO", "../authors/DatasetCondensation")
@@ -27,10 +26,9 @@ sys.path.insert(0, AUTHORS)
 import networks  # noqa: E402
 import torch  # noqa: E402
 import utils  # noqa: E402
-from probe_common import cpu_name, stats  # noqa: E402 (beside this script)
+from probe_common import authors_commit, bucket_uniform, cpu_name, stats  # noqa: E402 (beside this script)
 
-COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
-                                                        capture_output=True, text=True).stdout.strip()
+COMMIT = authors_commit("VICO_COMMIT", AUTHORS)
 torch.set_num_threads(1)
 STRATEGY = "color_crop_cutout_flip_scale_rotate"  # VICO's default, main_DM.py on CIFAR10
 CATEGORIES = STRATEGY.split("_")
@@ -70,14 +68,9 @@ def shared_uniforms(category: str, seed: int, param) -> dict:
         for _ in range(axes):
             torch.manual_seed(nxt)
             nxt += 1
-            if op == "crop":
-                s = int(H * param.ratio_crop_pad + 0.5)
-                v = int(torch.randint(-s, s + 1, size=[1, 1, 1]))
-                row.append((v + s + 0.5) / (2 * s + 1))
-            elif op == "cutout":
-                size = int(H * param.ratio_cutout + 0.5)
-                span = H + (1 - size % 2)
-                row.append((int(torch.randint(0, span, size=[1, 1, 1])) + 0.5) / span)
+            if op in ("crop", "cutout"):
+                # a Python int, so the bucket's middle is computed in double precision
+                row.append(bucket_uniform(op, H, param, lambda low, high: int(torch.randint(low, high, size=[1, 1, 1]))))
             else:
                 row.append(float(torch.rand(1)))
         u[op] = [row]

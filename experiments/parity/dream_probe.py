@@ -17,7 +17,6 @@ on a stand-in synthetic set (size, factor, ipc, data) and per-class images (img_
 import json
 import os
 import re
-import subprocess
 import sys
 import types
 
@@ -27,10 +26,9 @@ import fast_pytorch_kmeans  # noqa: E402
 import new_strategy  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from probe_common import stats  # noqa: E402 (beside this script)
+from probe_common import authors_commit, stats  # noqa: E402 (beside this script)
 
-COMMIT = os.environ.get("DREAM_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
-                                                         capture_output=True, text=True).stdout.strip()
+COMMIT = authors_commit("DREAM_COMMIT", AUTHORS)
 torch.set_num_threads(1)
 M, D, SEED = 60, 16, 7
 

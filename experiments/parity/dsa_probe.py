@@ -10,17 +10,15 @@ seed + 1 for the second axis) exactly as their set_seed_DiffAug does, then draws
 integer draws (crop, cutout) map to the middle of their bucket in our floor(u * span)."""
 import json
 import os
-import subprocess
 import sys
 
 AUTHORS = os.environ.get("VICO_REPO", "../authors/DatasetCondensation")
 sys.path.insert(0, AUTHORS)
 import torch  # noqa: E402
 import utils  # noqa: E402
-from probe_common import cpu_name, stats  # noqa: E402 (beside this script)
+from probe_common import authors_commit, bucket_uniform, cpu_name, stats  # noqa: E402 (beside this script)
 
-COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
-                                                        capture_output=True, text=True).stdout.strip()
+COMMIT = authors_commit("VICO_COMMIT", AUTHORS)
 torch.set_num_threads(1)
 B, C, H = 4, 3, 32
 
@@ -47,15 +45,10 @@ def uniforms(op, seed, p, x):
         return draw(0, lambda: torch.rand(B)).view(B, 1)
     if op in ("flip", "brightness", "saturation", "contrast"):
         return draw(0, lambda: torch.rand(B, 1, 1, 1, dtype=x.dtype)).view(B, 1)
-    if op == "crop":
-        s = int(H * p.ratio_crop_pad + 0.5)
-        t = [draw(k, lambda: torch.randint(-s, s + 1, size=[B, 1, 1])).view(B) for k in (0, 1)]
-        return torch.stack([(v + s + 0.5) / (2 * s + 1) for v in t], 1)
-    if op == "cutout":
-        size = int(H * p.ratio_cutout + 0.5)
-        span = H + (1 - size % 2)
-        o = [draw(k, lambda: torch.randint(0, span, size=[B, 1, 1])).view(B) for k in (0, 1)]
-        return torch.stack([(v + 0.5) / span for v in o], 1)
+    if op in ("crop", "cutout"):
+        def axis():
+            return bucket_uniform(op, H, p, lambda low, high: torch.randint(low, high, size=[B, 1, 1])).view(B)
+        return torch.stack([draw(k, axis) for k in (0, 1)], 1)
     raise ValueError(op)
 
 

@@ -13,7 +13,6 @@ torch.manual_seed(1); torch.randn(B, C, H, W); synthetic images (in [0, 1], one 
 torch.manual_seed(2); torch.rand(IPC, C, H, W). Each probe runs in float32 and in float64."""
 import json
 import os
-import subprocess
 import sys
 import types
 
@@ -23,11 +22,10 @@ sys.modules["efficientnet_pytorch"] = types.SimpleNamespace(EfficientNet=None)  
 import condense  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from probe_common import cpu_name, in_float64, stats  # noqa: E402 (beside this script)
+from probe_common import authors_commit, cpu_name, in_float64, stats  # noqa: E402 (beside this script)
 from models import convnet as CN  # noqa: E402
 
-COMMIT = os.environ.get("IDC_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
-                                                       capture_output=True, text=True).stdout.strip()
+COMMIT = authors_commit("IDC_COMMIT", AUTHORS)
 torch.set_num_threads(1)
 K, C, H, IPC, B, FACTOR, CLS = 10, 1, 28, 2, 8, 2, 1  # 10 classes: train_epoch reports top-5
 

@@ -5,7 +5,6 @@ authors' ConvNet(channel, classes, 128, 3, relu, instancenorm, avgpooling, im_si
 synthetic images = torch.manual_seed(S); torch.randn(shape). Writes JSON to argv[1]."""
 import json
 import os
-import subprocess
 import sys
 import types
 
@@ -15,10 +14,9 @@ import networks
 import torch
 import torch.nn as nn
 import utils
-from probe_common import cpu_name, in_float64, stats  # noqa: E402 (beside this script)
+from probe_common import authors_commit, cpu_name, in_float64, stats  # noqa: E402 (beside this script)
 
-COMMIT = os.environ.get("VICO_COMMIT") or subprocess.run(["git", "-C", AUTHORS, "rev-parse", "HEAD"],
-                        capture_output=True, text=True).stdout.strip()
+COMMIT = authors_commit("VICO_COMMIT", AUTHORS)
 torch.set_num_threads(1)
 C, H, K, IPC, B = 1, 28, 3, 2, 8
 
