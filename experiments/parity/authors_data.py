@@ -52,3 +52,28 @@ def accept_our_cifar_pickles() -> None:
 
     tvd.CIFAR10._check_integrity = lambda self: True
     cifar.check_integrity = lambda *a, **k: True  # batches.meta's md5 too
+
+
+def write_mnist_pool(data: Path, dest: Path, per_class: int) -> None:
+    """MNIST in torchvision's raw layout (``MNIST/raw``, idx files) with only the first ``per_class``
+    training images of each class, in file order (what our ``max_train_per_class`` keeps), and the
+    whole test set: the authors' loaders read it as MNIST, so both sides draw from one pool."""
+    import numpy as np
+    import torch
+
+    from bench.data.datasets import DataOptions, load_dataset
+
+    ds = load_dataset("mnist", data, DataOptions(max_train_per_class=per_class))
+    raw = dest / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+
+    def idx(path: Path, magic: int, array: np.ndarray) -> None:  # big-endian header, then the bytes
+        header = np.array([magic, *array.shape], dtype=">i4")
+        path.write_bytes(header.tobytes() + array.astype(np.uint8).tobytes())
+
+    def pixels(images: torch.Tensor) -> np.ndarray:  # our [0, 1] floats are the file's bytes / 255
+        return (images[:, 0] * 255).round().to(torch.uint8).numpy()
+
+    for split, images, labels in (("train", ds.train_images, ds.train_labels), ("t10k", ds.test_images, ds.test_labels)):
+        idx(raw / f"{split}-images-idx3-ubyte", 2051, pixels(images))
+        idx(raw / f"{split}-labels-idx1-ubyte", 2049, labels.numpy())

@@ -15,6 +15,8 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     ... run_level.py dm --dataset cifar10-jpeg --runs 5 --shard 0/2 &   # and --shard 1/2: two processes
     # IDC: their condense.py from a CPU-patched export (docs/parity.md), IDC_REPO (and DREAM_REPO)
     IDC_REPO=<CPU-patched IDC export> BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
+    # IDC + DREAM (DREAM_REPO too) on MNIST with 100 training images a class on both sides
+    ... run_level.py idc+dream --pool 100 --runs 5 --shard 0/2 &   # and --shard 1/2
     python experiments/parity/run_level.py --summary experiments/parity/runs
     # a cell's saved sets compared pixel by pixel; IDC sets evaluated again paired by evaluation seed
     ... run_level.py idc --dataset cifar10-jpeg --distances
@@ -38,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from authors_data import accept_our_cifar_pickles, authors_site, write_cifar_pickles
+from authors_data import accept_our_cifar_pickles, authors_site, write_cifar_pickles, write_mnist_pool
 from run_level_summary import print_summary, read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,9 +71,11 @@ DATASETS = {"mnist": ("MNIST", 1, 28, DSA_STRATEGY),
 CONDENSE_CELLS = {
     "idc": dict(repo_env="IDC_REPO", ipc=1, factor=2, inner_steps=100, inner_loop=2, batch_real=32, n_data=64,
                 theirs=[]),
-    # DREAM's --match default (bi_match) does not run (docs/parity.md); grad is IDC's and the paper's
+    # DREAM's --match default (bi_match) does not run (docs/parity.md); grad is IDC's and the paper's.
+    # --init mix (with its default --f2_init kmean): ipc * f^2 cluster picks tiled, our cluster
+    # initialiser; their default --init kmean puts ipc whole images in, undecoded.
     "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=200, inner_loop=1, batch_real=32,
-                      n_data=64, theirs=["--match", "grad"]),
+                      n_data=64, theirs=["--match", "grad", "--init", "mix"]),
 }
 # what their --reproduce sets per dataset (misc/reproduce.py; MNIST with factor > 1), as flags, because
 # --reproduce also fixes niter = 2000
@@ -84,10 +88,21 @@ def load_average() -> float:
     return float(open("/proc/loadavg").read().split()[0])
 
 
-def authors_data_path(dataset: str) -> Path:
-    """Where their get_dataset reads ``dataset``: our MNIST folder, or for CIFAR10-JPEG a folder of
-    CIFAR-10 pickles written (once, atomically) from our decode of the archive."""
+def authors_data_path(dataset: str, pool: int | None = None) -> Path:
+    """Where their get_dataset reads ``dataset``: our MNIST folder (with ``pool``, a copy holding the
+    first ``pool`` training images of each class), or for CIFAR10-JPEG a folder of CIFAR-10 pickles
+    written (once, atomically) from our decode of the archive."""
     data = Path(os.environ["BENCH_DATA_ROOT"]).resolve()
+    if dataset == "mnist" and pool:
+        root = work_root() / "data" / f"mnist_pool{pool}"
+        if not (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
+            tmp = root.parent / f"mnist_pool{pool}.tmp{os.getpid()}"
+            write_mnist_pool(data, tmp, pool)
+            try:
+                tmp.rename(root)
+            except OSError:  # another shard wrote it first: the same bytes
+                shutil.rmtree(tmp)
+        return root
     if dataset == "mnist":
         return data / "mnist"
     root = work_root() / "data" / "cifar10"
@@ -160,7 +175,8 @@ def our_settings(name: str, cell: dict) -> list[str]:
         batch = "sampler.batch_real" if name.endswith("+dream") else "batch_real"
         sets = [f"iterations={cell['inner_steps'] // cell['inner_loop']}", f"inner_loop={cell['inner_loop']}", f"n_data={cell['n_data']}",
                 f"{batch}={cell['batch_real']}", "curve_points=0", "checkpoint_every=0"]
-        return [a for v in sets for a in ("--set", v)] + ["--eval-set", "num_models=1"]
+        pool = ["--max-train-per-class", str(cell["pool"])] if cell.get("pool") else []
+        return [a for v in sets for a in ("--set", v)] + ["--eval-set", "num_models=1", *pool]
     return ["--set", f"iterations={cell['updates']}", "--set", f"batch_real={cell['batch_real']}",
             "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1"]
 
@@ -171,7 +187,7 @@ def condense_flags(cell: dict, dataset: str) -> list[str]:
     return ["-d", name, "-f", str(cell["factor"]), "--ipc", str(cell["ipc"]), "--niter", str(cell["inner_steps"] // 100),
             "--inner_loop", str(cell["inner_loop"]),
             "--n_data", str(cell["n_data"]), "--batch_real", str(cell["batch_real"]), *REPRODUCE[dataset],
-            *cell["theirs"], "--data_dir", str(authors_data_path(dataset)), "--workers", "0", "--test"]
+            *cell["theirs"], "--data_dir", str(authors_data_path(dataset, cell.get("pool"))), "--workers", "0", "--test"]
 
 
 def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
@@ -200,7 +216,7 @@ def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed:
     sys.argv), with IDC's export for both cells, so IDC and IDC + DREAM sets meet one evaluator."""
     import torch
     repo = Path(os.environ["IDC_REPO"]).resolve()
-    path = work_root() / f"{name}_{dataset}" / f"eval_{os.getpid()}.pt"
+    path = work_dir(name, dataset, cell.get("pool")) / f"eval_{os.getpid()}.pt"
     torch.save([images.detach().cpu(), labels.cpu()], path)
     env = authors_env()
     cmd = [sys.executable, str(Path(__file__).with_name("idc_evaluate.py")), "--repo", str(repo), "--synset", str(path),
@@ -257,16 +273,18 @@ def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
     return 100.0 * float(acc_test)
 
 
-def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1), evals: int = 1) -> None:
+def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1), evals: int = 1,
+             pool: int | None = None) -> None:
     """Runs ``k < runs`` with ``k % shard[1] == shard[0]``: shards in separate processes share a log
     (one line appended per run). With ``evals`` > 1 (VICO cells) every set, new or saved by an earlier
-    run, is evaluated by that many of their networks in all (``top_up_evaluations``)."""
+    run, is evaluated by that many of their networks in all (``top_up_evaluations``). ``pool``: both
+    sides train from the first ``pool`` images of each class only (a cell of its own)."""
     condense = name in CONDENSE_CELLS
-    cell = CONDENSE_CELLS[name] if condense else CELLS[name]
+    cell = dict(CONDENSE_CELLS[name], pool=pool) if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
-    log = cell_log(out, name, dataset)
+    log = cell_log(out, name, dataset, pool=pool)
     done = {(r["side"], r["run"]) for r in read_rows(log)}
-    work = work_root() / f"{name}_{dataset}"  # synthetic sets, stores: not kept
+    work = work_dir(name, dataset, pool)  # synthetic sets, stores: not kept
     for k in range(shard[0], runs, shard[1]):
         for side, runner in (("authors", run_authors_condense if condense else run_authors), ("ours", run_ours)):
             if (side, k) in done:
@@ -280,6 +298,8 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
                 acc = evaluate_with_authors(cell, dataset, got["images"], got["labels"])
             budget = ({"inner_steps": cell["inner_steps"], "n_data": cell["n_data"], "factor": cell["factor"]} if condense
                       else {"updates": cell["updates"], "eval_epochs": cell["epochs"]})
+            if pool:
+                budget["train_per_class"] = pool
             row = {"side": side, "run": k, "method": name, "dataset": dataset, "ipc": cell["ipc"],
                    **budget, "batch_real": cell["batch_real"],
                    "authors_eval_acc": acc, "our_eval_acc": got.get("our_eval"), "s_per_it": got["s_per_it"],
@@ -294,10 +314,15 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
             top_up_evaluations(name, dataset, k, out, evals)
 
 
-def cell_log(out: Path, name: str, dataset: str, kind: str = "") -> Path:
+def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | None = None) -> Path:
     """A cell's JSONL log: its runs (``kind`` ""), or its ``evals``/``starts``/``paired`` rows."""
     cell = CONDENSE_CELLS.get(name) or CELLS[name]
-    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}.jsonl"
+    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}{f'_pool{pool}' if pool else ''}.jsonl"
+
+
+def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
+    """Where a cell's runs leave their sets and our store (outside the project; not kept)."""
+    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}"
 
 
 def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -> None:
@@ -338,7 +363,7 @@ def saved_set(name: str, dataset: str, side: str, k: int, run_id: str | None) ->
     """One VICO cell's run k's set from the work folder: theirs as main.py saved it, ours the synset.pt
     of the run whose id the cell's log names (None where it is gone)."""
     import torch
-    work = work_root() / f"{name}_{dataset}"
+    work = work_dir(name, dataset)
     if side == "authors":
         found = list((work / f"authors_{name}_{k}").glob("res_*.pt"))
         return load_authors_set(found[0], condense=False) if found else None
@@ -349,11 +374,11 @@ def saved_set(name: str, dataset: str, side: str, k: int, run_id: str | None) ->
     return synset["images"], synset["labels"]
 
 
-def saved_sets(name: str, dataset: str) -> dict[str, dict[int, tuple]]:
+def saved_sets(name: str, dataset: str, pool: int | None = None) -> dict[str, dict[int, tuple]]:
     """The synthetic sets (images, labels) a cell's runs left in the work folder, per side and run:
     theirs as their script saved them, ours from the run's synset.pt."""
     import torch
-    work = work_root() / f"{name}_{dataset}"
+    work = work_dir(name, dataset, pool)
     sets: dict[str, dict[int, tuple]] = {"authors": {}, "ours": {}}
     if name in CONDENSE_CELLS:
         for f in work.glob("authors_*/results/test/data.pt"):
@@ -419,7 +444,7 @@ def authors_start(name: str, dataset: str, k: int) -> tuple | None:
     the grid's cells again gives their start."""
     import torch
     from torchvision.io import read_image
-    found = list((work_root() / f"{name}_{dataset}" / f"authors_{name}_{k}").glob("vis_*_iter0.png"))
+    found = list((work_dir(name, dataset) / f"authors_{name}_{k}").glob("vis_*_iter0.png"))
     if not found:
         return None
     _, channels, side, _ = DATASETS[dataset]
@@ -476,7 +501,7 @@ def idc_start(cell: dict, dataset: str):
                       for c in range(data.num_classes)])
 
 
-def paired_evaluations(name: str, dataset: str, out: Path) -> None:
+def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = None) -> None:
     """IDC cells: evaluate our run k's set again with the evaluation seed their run k's set had
     (k + 1), so each run's two sets meet the same evaluation draw. Appends one row per run to
     ``<out>/paired/<cell>.jsonl``; their side's accuracy is the one already logged with that seed.
@@ -484,13 +509,13 @@ def paired_evaluations(name: str, dataset: str, out: Path) -> None:
     if name not in CONDENSE_CELLS:
         raise SystemExit(f"--paired: only the IDC cells ({', '.join(CONDENSE_CELLS)}) can be paired; "
                          f"VICO's evaluate_synset seeds itself from the wall clock")
-    cell = CONDENSE_CELLS[name]
-    log = cell_log(out, name, dataset)
+    cell = dict(CONDENSE_CELLS[name], pool=pool)
+    log = cell_log(out, name, dataset, pool=pool)
     theirs = {r["run"]: r["authors_eval_acc"] for r in read_rows(log) if r["side"] == "authors"}
-    paired = cell_log(out, name, dataset, "paired")
+    paired = cell_log(out, name, dataset, "paired", pool)
     paired.parent.mkdir(parents=True, exist_ok=True)
     done = {r["run"] for r in read_rows(paired)}
-    ours = saved_sets(name, dataset)["ours"]
+    ours = saved_sets(name, dataset, pool)["ours"]
     for k in sorted(set(ours) & set(theirs) - done):
         started = time.time()
         acc = evaluate_with_idc(cell, name, dataset, *ours[k], k + 1)
@@ -518,13 +543,20 @@ def main() -> None:
                         help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their networks")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
+    parser.add_argument("--pool", type=int,
+                        help="IDC cells on MNIST: both sides train from the first N images of each class only (their "
+                             "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
+                             "the whole class for every network, which this makes affordable on a CPU")
     args = parser.parse_args()
+    if args.pool is not None and (args.pool < 1 or args.dataset != "mnist"
+                                  or not set(args.methods) <= set(CONDENSE_CELLS)):
+        parser.error(f"--pool N: N >= 1, --dataset mnist, and only the cells {', '.join(CONDENSE_CELLS)}")
     if args.summary:
         print_summary(args.summary)
         return
     if args.paired:
         for name in args.methods:
-            paired_evaluations(name, args.dataset, args.out)
+            paired_evaluations(name, args.dataset, args.out, args.pool)
         return
     if args.starts:
         for name in args.methods:
@@ -536,7 +568,7 @@ def main() -> None:
         return
     shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
-        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals)
+        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals, args.pool)
 
 
 if __name__ == "__main__":
