@@ -274,11 +274,12 @@ def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
 
 
 def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1), evals: int = 1,
-             pool: int | None = None) -> None:
+             pool: int | None = None, sides: tuple[str, ...] = ("authors", "ours")) -> None:
     """Runs ``k < runs`` with ``k % shard[1] == shard[0]``: shards in separate processes share a log
     (one line appended per run). With ``evals`` > 1 (VICO cells) every set, new or saved by an earlier
     run, is evaluated by that many of their networks in all (``top_up_evaluations``). ``pool``: both
-    sides train from the first ``pool`` images of each class only (a cell of its own)."""
+    sides train from the first ``pool`` images of each class only (a cell of its own). ``sides``: one of
+    them lets two processes run a run's two sides at once."""
     condense = name in CONDENSE_CELLS
     cell = dict(CONDENSE_CELLS[name], pool=pool) if condense else CELLS[name]
     out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +288,7 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
     work = work_dir(name, dataset, pool)  # synthetic sets, stores: not kept
     for k in range(shard[0], runs, shard[1]):
         for side, runner in (("authors", run_authors_condense if condense else run_authors), ("ours", run_ours)):
-            if (side, k) in done:
+            if (side, k) in done or side not in sides:
                 continue
             load = load_average()
             started = time.time()
@@ -543,6 +544,8 @@ def main() -> None:
                         help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their networks")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
+    parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
+                        "authors first): two processes, one a side, finish a run's pair at once")
     parser.add_argument("--pool", type=int,
                         help="IDC cells on MNIST: both sides train from the first N images of each class only (their "
                              "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
@@ -568,7 +571,8 @@ def main() -> None:
         return
     shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
-        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals, args.pool)
+        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals, args.pool,
+                 (args.side,) if args.side else ("authors", "ours"))
 
 
 if __name__ == "__main__":
