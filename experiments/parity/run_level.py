@@ -204,11 +204,16 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
     seconds = time.time() - started
     if out.returncode != 0:
         raise SystemExit(f"authors' condense.py failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
-    saved = sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)[-1]
-    images, labels = load_authors_set(saved, condense=True)
+    images, labels = load_authors_set(last_condensed(run_dir), condense=True)
     # their whole process (data loading and initialisation included) per inner step
     return {"images": images, "labels": labels, "s_per_it": seconds / cell["inner_steps"],
             "cmd": " ".join(cmd[2:])}
+
+
+def last_condensed(run_dir: Path) -> Path:
+    """The set their condense.py saved last in a run's folder (``--test``: results/test; IDC's
+    overwrites one data.pt, DREAM's writes data<iteration>.pt at each save)."""
+    return sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)[-1]
 
 
 def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed: int) -> float:
@@ -382,8 +387,8 @@ def saved_sets(name: str, dataset: str, pool: int | None = None) -> dict[str, di
     work = work_dir(name, dataset, pool)
     sets: dict[str, dict[int, tuple]] = {"authors": {}, "ours": {}}
     if name in CONDENSE_CELLS:
-        for f in work.glob("authors_*/results/test/data.pt"):
-            sets["authors"][int(f.parts[-4].split("_")[-1])] = load_authors_set(f, condense=True)
+        for run_dir in work.glob("authors_*"):
+            sets["authors"][int(run_dir.name.split("_")[-1])] = load_authors_set(last_condensed(run_dir), condense=True)
     else:
         for f in work.glob("authors_*/res_*.pt"):
             sets["authors"][int(f.parent.name.split("_")[-1])] = load_authors_set(f, condense=False)
@@ -396,14 +401,14 @@ def saved_sets(name: str, dataset: str, pool: int | None = None) -> dict[str, di
     return sets
 
 
-def set_distances(name: str, dataset: str) -> None:
+def set_distances(name: str, dataset: str, pool: int | None = None) -> None:
     """Mean absolute pixel difference between two runs' final sets, within each side and across
     the sides: if the cross-side distance is the within-side one, the two programs' sets are as alike
     as two runs of one program (a parity check that needs no evaluation, and a measure of how far a
     budget moves the images: sets that start from the same real images and barely move leave the
     evaluator's own spread as the only spread)."""
     import itertools
-    sets = {side: [images for _, (images, _) in sorted(runs.items())] for side, runs in saved_sets(name, dataset).items()}
+    sets = {side: [images for _, (images, _) in sorted(runs.items())] for side, runs in saved_sets(name, dataset, pool).items()}
     pairs = {"authors-authors": list(itertools.combinations(sets["authors"], 2)),
              "ours-ours": list(itertools.combinations(sets["ours"], 2)),
              "ours-authors": list(itertools.product(sets["ours"], sets["authors"]))}
@@ -413,7 +418,7 @@ def set_distances(name: str, dataset: str) -> None:
         d = np.array([float((a.float() - b.float()).abs().mean()) for a, b in group])
         if len(d):
             print(f"  {label}: mean |a - b| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f}, {len(d)} pairs)")
-    if name in CONDENSE_CELLS:  # both sides start from the first ipc * f^2 images of each class, tiled
+    if name == "idc":  # both sides start from the first ipc * f^2 images of each class, tiled
         start = idc_start(CONDENSE_CELLS[name], dataset)
         for side, group in sets.items():
             d = np.array([float((s.float() - start).abs().mean()) for s in group])
@@ -567,7 +572,7 @@ def main() -> None:
         return
     if args.distances:
         for name in args.methods:
-            set_distances(name, args.dataset)
+            set_distances(name, args.dataset, args.pool)
         return
     shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
