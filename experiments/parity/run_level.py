@@ -210,10 +210,11 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
             "cmd": " ".join(cmd[2:])}
 
 
-def last_condensed(run_dir: Path) -> Path:
+def last_condensed(run_dir: Path) -> Path | None:
     """The set their condense.py saved last in a run's folder (``--test``: results/test; IDC's
-    overwrites one data.pt, DREAM's writes data<iteration>.pt at each save)."""
-    return sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)[-1]
+    overwrites one data.pt, DREAM's writes data<iteration>.pt at each save); None before its first."""
+    saved = sorted((run_dir / "results" / "test").glob("data*.pt"), key=lambda f: f.stat().st_mtime)
+    return saved[-1] if saved else None
 
 
 def evaluate_with_idc(cell: dict, name: str, dataset: str, images, labels, seed: int) -> float:
@@ -387,8 +388,9 @@ def saved_sets(name: str, dataset: str, pool: int | None = None) -> dict[str, di
     work = work_dir(name, dataset, pool)
     sets: dict[str, dict[int, tuple]] = {"authors": {}, "ours": {}}
     if name in CONDENSE_CELLS:
-        for run_dir in work.glob("authors_*"):
-            sets["authors"][int(run_dir.name.split("_")[-1])] = load_authors_set(last_condensed(run_dir), condense=True)
+        for run_dir in work.glob("authors_*"):  # a run still going has saved nothing yet (or not its last)
+            if (saved := last_condensed(run_dir)) is not None:
+                sets["authors"][int(run_dir.name.split("_")[-1])] = load_authors_set(saved, condense=True)
     else:
         for f in work.glob("authors_*/res_*.pt"):
             sets["authors"][int(f.parent.name.split("_")[-1])] = load_authors_set(f, condense=False)
