@@ -91,24 +91,23 @@ def load_average() -> float:
 def authors_data_path(dataset: str, pool: int | None = None) -> Path:
     """Where their get_dataset reads ``dataset``: our MNIST folder (with ``pool``, a copy holding the
     first ``pool`` training images of each class), or for CIFAR10-JPEG a folder of CIFAR-10 pickles
-    written (once, atomically) from our decode of the archive."""
+    written from our decode of the archive."""
     data = Path(os.environ["BENCH_DATA_ROOT"]).resolve()
     if dataset == "mnist" and pool:
-        root = work_root() / "data" / f"mnist_pool{pool}"
-        if not (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
-            tmp = root.parent / f"mnist_pool{pool}.tmp{os.getpid()}"
-            write_mnist_pool(data, tmp, pool)
-            try:
-                tmp.rename(root)
-            except OSError:  # another shard wrote it first: the same bytes
-                shutil.rmtree(tmp)
-        return root
+        return written_once(work_root() / "data" / f"mnist_pool{pool}", Path("MNIST/raw/t10k-labels-idx1-ubyte"),
+                            lambda tmp: write_mnist_pool(data, tmp, pool))
     if dataset == "mnist":
         return data / "mnist"
-    root = work_root() / "data" / "cifar10"
-    if not (root / "cifar-10-batches-py" / "test_batch").exists():
-        tmp = root.parent / f"cifar10.tmp{os.getpid()}"
-        write_cifar_pickles(data, tmp / "cifar-10-batches-py")
+    return written_once(work_root() / "data" / "cifar10", Path("cifar-10-batches-py/test_batch"),
+                        lambda tmp: write_cifar_pickles(data, tmp / "cifar-10-batches-py"))
+
+
+def written_once(root: Path, one_file: Path, write) -> Path:
+    """``root``, filled by ``write(folder)`` under a temporary name and renamed into place, unless
+    ``root / one_file`` exists (the folder only ever appears whole, so any of its files shows it)."""
+    if not (root / one_file).exists():
+        tmp = root.parent / f"{root.name}.tmp{os.getpid()}"
+        write(tmp)
         try:
             tmp.rename(root)
         except OSError:  # another shard wrote it first: the same bytes
