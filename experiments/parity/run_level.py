@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench.core.atomic import atomic_folder, is_complete
+
 from authors_data import accept_our_cifar_pickles, authors_site, write_cifar_pickles, write_mnist_pool
 from run_level_summary import print_summary, read_rows
 
@@ -94,24 +96,18 @@ def authors_data_path(dataset: str, pool: int | None = None) -> Path:
     written from our decode of the archive."""
     data = Path(os.environ["BENCH_DATA_ROOT"]).resolve()
     if dataset == "mnist" and pool:
-        return written_once(work_root() / "data" / f"mnist_pool{pool}", Path("MNIST/raw/t10k-labels-idx1-ubyte"),
-                            lambda tmp: write_mnist_pool(data, tmp, pool))
+        return written_once(work_root() / "data" / f"mnist_pool{pool}", lambda tmp: write_mnist_pool(data, tmp, pool))
     if dataset == "mnist":
         return data / "mnist"
-    return written_once(work_root() / "data" / "cifar10", Path("cifar-10-batches-py/test_batch"),
-                        lambda tmp: write_cifar_pickles(data, tmp / "cifar-10-batches-py"))
+    return written_once(work_root() / "data" / "cifar10", lambda tmp: write_cifar_pickles(data, tmp / "cifar-10-batches-py"))
 
 
-def written_once(root: Path, one_file: Path, write) -> Path:
-    """``root``, filled by ``write(folder)`` under a temporary name and renamed into place, unless
-    ``root / one_file`` exists (the folder only ever appears whole, so any of its files shows it)."""
-    if not (root / one_file).exists():
-        tmp = root.parent / f"{root.name}.tmp{os.getpid()}"
-        write(tmp)
-        try:
-            tmp.rename(root)
-        except OSError:  # another shard wrote it first: the same bytes
-            shutil.rmtree(tmp)
+def written_once(root: Path, write) -> Path:
+    """``root``, filled once by ``write(folder)`` through the package's ``atomic_folder`` (temporary
+    name, rename, another shard's whole copy kept)."""
+    if not is_complete(root):
+        with atomic_folder(root) as tmp:
+            write(tmp)
     return root
 
 
