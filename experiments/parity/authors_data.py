@@ -8,12 +8,15 @@ import pickle
 from pathlib import Path
 
 
-def write_cifar_pickles(data: Path, dest: Path) -> None:
+def write_cifar_pickles(data: Path, dest: Path, per_class: int | None = None) -> None:
+    """CIFAR10-JPEG as CIFAR-10's python pickles; with ``per_class``, only the first ``per_class``
+    training images of each class, in file order (what our ``max_train_per_class`` keeps), and the
+    whole test set."""
     import torch
 
-    from bench.data.datasets import load_dataset
+    from bench.data.datasets import DataOptions, load_dataset
 
-    ds = load_dataset("cifar10-jpeg", data)
+    ds = load_dataset("cifar10-jpeg", data, DataOptions(max_train_per_class=per_class))
     dest.mkdir(parents=True, exist_ok=True)
 
     def batch(images, labels):  # CIFAR's layout: uint8 rows of 3072 (R plane, G, B), list of labels

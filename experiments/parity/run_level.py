@@ -91,15 +91,17 @@ def load_average() -> float:
 
 
 def authors_data_path(dataset: str, pool: int | None = None) -> Path:
-    """Where their get_dataset reads ``dataset``: our MNIST folder (with ``pool``, a copy holding the
-    first ``pool`` training images of each class), or for CIFAR10-JPEG a folder of CIFAR-10 pickles
-    written from our decode of the archive."""
+    """Where their get_dataset reads ``dataset``: our MNIST folder, or for CIFAR10-JPEG a folder of
+    CIFAR-10 pickles written from our decode of the archive; with ``pool``, a copy holding only the
+    first ``pool`` training images of each class (and the whole test set)."""
     data = Path(os.environ["BENCH_DATA_ROOT"]).resolve()
     if dataset == "mnist" and pool:
         return written_once(work_root() / "data" / f"mnist_pool{pool}", lambda tmp: write_mnist_pool(data, tmp, pool))
     if dataset == "mnist":
         return data / "mnist"
-    return written_once(work_root() / "data" / "cifar10", lambda tmp: write_cifar_pickles(data, tmp / "cifar-10-batches-py"))
+    folder = f"cifar10_pool{pool}" if pool else "cifar10"
+    return written_once(work_root() / "data" / folder,
+                        lambda tmp: write_cifar_pickles(data, tmp / "cifar-10-batches-py", pool))
 
 
 def written_once(root: Path, write) -> Path:
@@ -553,13 +555,12 @@ def main() -> None:
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
                         "authors first): two processes, one a side, finish a run's pair at once")
     parser.add_argument("--pool", type=int,
-                        help="IDC cells on MNIST: both sides train from the first N images of each class only (their "
+                        help="IDC cells: both sides train from the first N images of each class only (their "
                              "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
                              "the whole class for every network, which this makes affordable on a CPU")
     args = parser.parse_args()
-    if args.pool is not None and (args.pool < 1 or args.dataset != "mnist"
-                                  or not set(args.methods) <= set(CONDENSE_CELLS)):
-        parser.error(f"--pool N: N >= 1, --dataset mnist, and only the cells {', '.join(CONDENSE_CELLS)}")
+    if args.pool is not None and (args.pool < 1 or not set(args.methods) <= set(CONDENSE_CELLS)):
+        parser.error(f"--pool N: N >= 1, and only the cells {', '.join(CONDENSE_CELLS)}")
     if args.summary:
         print_summary(args.summary)
         return
