@@ -15,8 +15,9 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     ... run_level.py dm --dataset cifar10-jpeg --runs 5 --shard 0/2 &   # and --shard 1/2: two processes
     # IDC: their condense.py from a CPU-patched export (docs/parity.md), IDC_REPO (and DREAM_REPO)
     IDC_REPO=<CPU-patched IDC export> BENCH_DATA_ROOT=../shared/data python experiments/parity/run_level.py idc --runs 5
-    # IDC + DREAM (DREAM_REPO too) on MNIST with 100 training images a class on both sides
+    # IDC + DREAM (DREAM_REPO too) with 100 training images a class on both sides (MNIST, CIFAR10-JPEG)
     ... run_level.py idc+dream --pool 100 --runs 5 --shard 0/2 &   # and --shard 1/2
+    ... run_level.py idc+dream --dataset cifar10-jpeg --pool 100 --runs 5 --shard 0/2 &   # and --shard 1/2
     python experiments/parity/run_level.py --summary experiments/parity/runs
     # a cell's saved sets compared pixel by pixel; IDC sets evaluated again paired by evaluation seed
     ... run_level.py idc --dataset cifar10-jpeg --distances
