@@ -468,15 +468,12 @@ def our_dataset(dataset: str):
     return load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
 
 
-def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2,
-                      shard: tuple[int, int] = (0, 1)) -> None:
+def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2) -> None:
     """Cells that start from real images (dsa, dm): how good each run's start already is, both sides,
     by ``evals`` of the authors' networks; one row per set to ``<out>/starts/<cell>.jsonl``. Printed
     beside each: the start's distance to its own run's final set and to the other runs' (its own must
     be far the nearest, or the start is not that run's). ``--summary`` then compares the sides with the
-    start's score as a covariate: a run's start is its seed's draw of real images, not the method.
-    ``shard`` as for the runs (k % n == i); our starts are drawn for all ``runs`` seeds by each shard
-    (``bench run`` skips a seed whose record is there: draw them once before starting two shards)."""
+    start's score as a covariate: a run's start is its seed's draw of real images, not the method."""
     cell = CELLS[name]
     log = cell_log(out, name, dataset, "starts")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -486,7 +483,7 @@ def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int 
               "authors": {k: got for k in range(runs) if (got := authors_start(name, dataset, k)) is not None}}
     for side, sets in starts.items():
         for k in sorted(set(sets) & set(finals[side])):
-            if (side, k) in done or k % shard[1] != shard[0]:
+            if (side, k) in done:
                 continue
             own = float((sets[k][0] - finals[side][k][0]).abs().mean())
             others = [float((sets[k][0] - f[0]).abs().mean()) for j, f in finals[side].items() if j != k]
@@ -549,8 +546,7 @@ def main() -> None:
                         help="VICO cells: evaluate every set (new, or saved by an earlier run) by this many of "
                              "their networks in all; the extra ones go to <out>/evals/")
     parser.add_argument("--starts", action="store_true",
-                        help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their "
-                             "networks (--shard i/n: the runs k with k %% n == i)")
+                        help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their networks")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
@@ -569,15 +565,15 @@ def main() -> None:
         for name in args.methods:
             paired_evaluations(name, args.dataset, args.out, args.pool)
         return
-    shard = tuple(int(v) for v in args.shard.split("/"))
     if args.starts:
         for name in args.methods:
-            start_evaluations(name, args.dataset, args.runs, args.out, max(args.evals, 2), shard)
+            start_evaluations(name, args.dataset, args.runs, args.out, max(args.evals, 2))
         return
     if args.distances:
         for name in args.methods:
             set_distances(name, args.dataset, args.pool)
         return
+    shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
         run_cell(name, args.dataset, args.runs, args.out, shard, args.evals, args.pool,
                  (args.side,) if args.side else ("authors", "ours"))
