@@ -14,6 +14,7 @@ from bench.cli.main import main
 from bench.dream.initialisers import herding_order
 from bench.run.config import RunConfig, resolve
 from bench.run.runner import execute
+from bench.run.store import git_state
 from tests.conftest import REPO, run_bench
 
 SMOKE = ["--dataset", "digits", "--scale", "smoke"]
@@ -153,3 +154,19 @@ def test_a_method_list_can_name_dream_variants_and_the_plan_line_estimates_cost(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "3 run(s) at scale smoke: 2 to run, 1 done (evaluation 2 epochs x 1 network(s))"
     assert lines[1].startswith("estimated ") and lines[1].endswith(f"from 2 of them measured in {out} before")
+
+
+def test_code_version_names_the_modified_files(tmp_path):
+    """A record's "dirty" must say what differed from HEAD: a run log appended to beside a run
+    is not a code change, and a reader of the record can only tell from the paths."""
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "runs.jsonl").write_text("")
+    git("add", "."); git("commit", "-qm", "first")
+    clean = git_state(tmp_path)
+    assert len(clean["git"]) == 40 and clean["dirty"] is False and clean["modified"] == []
+    (tmp_path / "runs.jsonl").write_text('{"run": 0}\n')
+    (tmp_path / "untracked.txt").write_text("not a tracked file\n")
+    assert git_state(tmp_path) == {"git": clean["git"], "dirty": True, "modified": ["runs.jsonl"]}

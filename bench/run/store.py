@@ -32,20 +32,28 @@ PACKAGES = ("torch", "torchvision", "numpy", "fast-pytorch-kmeans", "scikit-lear
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The git commit of the harness (with a dirty flag) and its package version.
+    """The git commit of the harness (with a dirty flag and the modified files) and its package version.
 
     Cached on first call, which the CLI makes at start-up: the record must name the code this
     process loaded, not whatever the checkout holds when a long run finishes."""
-    root = Path(__file__).resolve().parents[2]
-    info = {"package": __version__, "git": None, "dirty": None}
+    return {"package": __version__, **git_state(Path(__file__).resolve().parents[2])}
+
+
+def git_state(root: Path, max_paths: int = 20) -> dict:
+    """HEAD of the checkout at ``root``, whether tracked files differ from it, and which (at most
+    ``max_paths``): a run started while a log of earlier runs is being appended to is "dirty" with
+    its code untouched, and only the paths tell the two apart. Nones outside a git checkout."""
+    info = {"git": None, "dirty": None, "modified": None}
     try:
         info["git"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                      check=True, timeout=10).stdout.strip()
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                 capture_output=True, text=True, check=True, timeout=10).stdout
-        info["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        pass
+        return info
+    paths = [line[3:] for line in status.splitlines() if line.strip()]
+    info["dirty"] = bool(paths)
+    info["modified"] = paths[:max_paths] + ([f"... and {len(paths) - max_paths} more"] if len(paths) > max_paths else [])
     return info
 
 
