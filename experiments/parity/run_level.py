@@ -426,20 +426,23 @@ def set_distances(name: str, dataset: str, pool: int | None = None) -> None:
                 print(f"  {side} from the shared start: mean |final - start| {d.mean():.5f} (min {d.min():.5f}, max {d.max():.5f})")
 
 
-def our_starts(name: str, dataset: str, runs: int) -> dict[int, tuple]:
+def our_starts(name: str, dataset: str, seeds: list[int]) -> dict[int, tuple]:
     """Our runs' starting sets: ``bench run --method random --seeds k`` draws run k's (the same
     ``real`` initialiser at the same seed)."""
     import torch
     cell = CELLS[name]
+    if not seeds:
+        return {}
     store = work_root() / f"starts_{dataset}_ipc{cell['ipc']}"
     cmd = [sys.executable, "-m", "bench.cli", "run", "--method", "random", "--dataset", dataset, "--ipc", str(cell["ipc"]),
-           "--seeds", f"0-{runs - 1}", "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1", "--out", str(store)]
+           "--seeds", ",".join(map(str, seeds)), "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1", "--out", str(store)]
     bench_run(cmd)
     starts = {}
     for record in store.glob("runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
         synset = torch.load(record.with_name("synset.pt"), weights_only=False)
-        starts[config["seed"]] = (synset["images"], synset["labels"])
+        if config["seed"] in seeds:
+            starts[config["seed"]] = (synset["images"], synset["labels"])
     return starts
 
 
@@ -468,19 +471,24 @@ def our_dataset(dataset: str):
     return load_dataset(dataset, os.environ["BENCH_DATA_ROOT"])
 
 
-def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2) -> None:
+def start_evaluations(name: str, dataset: str, runs: int, out: Path, evals: int = 2,
+                      shard: tuple[int, int] = (0, 1)) -> None:
     """Cells that start from real images (dsa, dm): how good each run's start already is, both sides,
     by ``evals`` of the authors' networks; one row per set to ``<out>/starts/<cell>.jsonl``. Printed
     beside each: the start's distance to its own run's final set and to the other runs' (its own must
     be far the nearest, or the start is not that run's). ``--summary`` then compares the sides with the
-    start's score as a covariate: a run's start is its seed's draw of real images, not the method."""
+    start's score as a covariate: a run's start is its seed's draw of real images, not the method.
+    ``shard`` as for runs: shards in separate processes share the log; only runs whose final set is
+    still in the work folder and whose start is not yet logged are drawn and evaluated."""
     cell = CELLS[name]
     log = cell_log(out, name, dataset, "starts")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["side"], r["run"]) for r in read_rows(log)}
     finals = saved_sets(name, dataset)
-    starts = {"ours": our_starts(name, dataset, runs),
-              "authors": {k: got for k in range(runs) if (got := authors_start(name, dataset, k)) is not None}}
+    wanted = {side: [k for k in range(shard[0], runs, shard[1]) if k in finals[side] and (side, k) not in done]
+              for side in finals}
+    starts = {"ours": our_starts(name, dataset, wanted["ours"]),
+              "authors": {k: got for k in wanted["authors"] if (got := authors_start(name, dataset, k)) is not None}}
     for side, sets in starts.items():
         for k in sorted(set(sets) & set(finals[side])):
             if (side, k) in done:
@@ -532,6 +540,17 @@ def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = No
         print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/n`` with 0 <= i < n; anything else is one clear error."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r}: use i/n, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise SystemExit(f"--shard {text!r}: needs 0 <= i < n")
+    return i, n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("methods", nargs="*", help=f"cells to run, of {', '.join([*CELLS, *CONDENSE_CELLS])}")
@@ -546,7 +565,8 @@ def main() -> None:
                         help="VICO cells: evaluate every set (new, or saved by an earlier run) by this many of "
                              "their networks in all; the extra ones go to <out>/evals/")
     parser.add_argument("--starts", action="store_true",
-                        help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their networks")
+                        help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their "
+                             "networks; --shard splits the runs between processes")
     parser.add_argument("--paired", action="store_true",
                         help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
@@ -567,15 +587,14 @@ def main() -> None:
         return
     if args.starts:
         for name in args.methods:
-            start_evaluations(name, args.dataset, args.runs, args.out, max(args.evals, 2))
+            start_evaluations(name, args.dataset, args.runs, args.out, max(args.evals, 2), parse_shard(args.shard))
         return
     if args.distances:
         for name in args.methods:
             set_distances(name, args.dataset, args.pool)
         return
-    shard = tuple(int(v) for v in args.shard.split("/"))
     for name in args.methods:
-        run_cell(name, args.dataset, args.runs, args.out, shard, args.evals, args.pool,
+        run_cell(name, args.dataset, args.runs, args.out, parse_shard(args.shard), args.evals, args.pool,
                  (args.side,) if args.side else ("authors", "ours"))
 
 

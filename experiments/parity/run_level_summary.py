@@ -27,6 +27,14 @@ def summary(out: Path) -> None:
         ours_own = [r["our_eval_acc"] for r in rows if r["side"] == "ours"]
         print(f"| {log.stem} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
               f"| {np.mean(ours_own):.2f} |")
+        starts = out / "starts" / log.name
+        if starts.exists():  # each run's one network, over the runs whose start was evaluated
+            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in read_rows(starts)}
+            kept = [r for r in rows if (r["side"], r["run"]) in start]
+            print(start_adjusted_row(f"{log.stem}, one network a set, start as covariate",
+                                     np.array([r["authors_eval_acc"] for r in kept]),
+                                     np.array([r["side"] == "ours" for r in kept], dtype=float),
+                                     np.array([start[(r["side"], r["run"])] for r in kept])))
 
 
 def welch_row(a: np.ndarray, b: np.ndarray) -> str:
