@@ -440,8 +440,8 @@ def our_starts(name: str, dataset: str, seeds: list[int]) -> dict[int, tuple]:
     starts = {}
     for record in store.glob("runs/*/record.json"):
         config = json.loads(record.read_text())["config"]
-        synset = torch.load(record.with_name("synset.pt"), weights_only=False)
-        if config["seed"] in seeds:
+        if config["seed"] in seeds:  # the store keeps earlier draws too: load only the ones asked for
+            synset = torch.load(record.with_name("synset.pt"), weights_only=False)
             starts[config["seed"]] = (synset["images"], synset["labels"])
     return starts
 

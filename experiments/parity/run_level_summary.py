@@ -27,9 +27,7 @@ def summary(out: Path) -> None:
         ours_own = [r["our_eval_acc"] for r in rows if r["side"] == "ours"]
         print(f"| {log.stem} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
               f"| {np.mean(ours_own):.2f} |")
-        starts = out / "starts" / log.name
-        if starts.exists():  # each run's one network, over the runs whose start was evaluated
-            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in read_rows(starts)}
+        if start := start_scores(out, log.name):  # each run's one network, over the runs whose start was scored
             kept = [r for r in rows if (r["side"], r["run"]) in start]
             print(start_adjusted_row(f"{log.stem}, one network a set, start as covariate",
                                      np.array([r["authors_eval_acc"] for r in kept]),
@@ -69,14 +67,17 @@ def multi_evaluation_summary(out: Path) -> None:
         spread = np.mean([np.std(v, ddof=1) for v in accs.values() if len(v) == most])
         print(f"| {log.stem}, mean of {most} of their networks a set | {welch_row(means['ours'], means['authors'])} "
               f"| sd between one set's networks {spread:.2f} |")
-        starts = out / "starts" / extra.name
-        if starts.exists():
-            start = {(r["side"], r["run"]): np.mean(r["start_accs"]) for r in read_rows(starts)}
+        if start := start_scores(out, extra.name):
             keys = [key for key, v in sorted(accs.items()) if len(v) == most and key in start]
             print(start_adjusted_row(f"{log.stem}, mean of {most} networks, start as covariate",
                                      np.array([np.mean(accs[key]) for key in keys]),
                                      np.array([key[0] == "ours" for key in keys], dtype=float),
                                      np.array([start[key] for key in keys])))
+
+
+def start_scores(out: Path, log_name: str) -> dict[tuple, float]:
+    """A cell's scored starts, (side, run) -> the mean of the start's networks (empty if none)."""
+    return {(r["side"], r["run"]): float(np.mean(r["start_accs"])) for r in read_rows(out / "starts" / log_name)}
 
 
 def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: np.ndarray) -> str:
