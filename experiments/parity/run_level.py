@@ -22,6 +22,8 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     # a cell's saved sets compared pixel by pixel; IDC sets evaluated again paired by evaluation seed
     ... run_level.py idc --dataset cifar10-jpeg --distances
     ... run_level.py idc --dataset cifar10-jpeg --paired
+    # VICO cells: each run's two saved sets through the same 3 seeded draws of their evaluator
+    ... run_level.py dsa --paired --evals 3 --shard 0/2 &   # and --shard 1/2
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
 the last: ``--Iteration N-1`` is N updates, our ``iterations=N``. ``--num_eval 0`` skips their
@@ -255,9 +257,10 @@ def run_ours(cell: dict, name: str, dataset: str, k: int, work: Path) -> dict:
             "our_eval": record["accuracy"]["mean"], "run_id": record["run_id"], "cmd": " ".join(cmd[3:])}
 
 
-def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
+def evaluate_with_authors(cell: dict, dataset: str, images, labels, seed: int | None = None) -> float:
     """The authors' evaluate_synset: a fresh ConvNet (their wall-clock seed), their schedule and
-    augmentation (DSA for DSA/DM; for DC their MNIST crop_scale_rotate), ``epochs`` epochs."""
+    augmentation (DSA for DSA/DM; for DC their MNIST crop_scale_rotate), ``epochs`` epochs. With
+    ``seed``, the evaluation is one fixed draw instead (``seed_evaluation``), for pairing two sets."""
     repo = os.environ["VICO_REPO"]
     if repo not in sys.path:
         sys.path.insert(0, repo)
@@ -273,8 +276,29 @@ def evaluate_with_authors(cell: dict, dataset: str, images, labels) -> float:
                               dsa=cell["dsa"], dsa_strategy=strategy, dsa_param=vico.ParamDiffAug(),
                               dc_aug_param=vico.get_daparam(name, "ConvNet", "ConvNet", cell["ipc"]) if cell["dc_aug"] else None)
     net = vico.get_network("ConvNet", channels, 10, (side, side))
+    if seed is not None:
+        seed_evaluation(net, seed)
     _, _, acc_test = vico.evaluate_synset(0, net, images.clone(), labels.clone(), loaders[dataset], args)
     return 100.0 * float(acc_test)
+
+
+def seed_evaluation(net, seed: int) -> None:
+    """Make the evaluation that follows one draw, fixed by ``seed``: their get_network seeded its
+    weights from the wall clock, so they are drawn again (each layer's own ``reset_parameters``, the
+    initialisation construction used) from ``seed``; then torch's and numpy's global generators, the
+    only randomness evaluate_synset uses (the loader's shuffling, DSA's parameters, the DC
+    augmentation's numpy draws), are seeded. Two sets of one shape evaluated with one seed then start
+    from the same weights and see the same batches and augmentations: the evaluator's own spread
+    cancels in their difference."""
+    import torch
+    layers = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+    if not all(hasattr(m, "reset_parameters") for m in layers):
+        raise SystemExit(f"seed_evaluation: a layer of {type(net).__name__} cannot be re-drawn")
+    torch.manual_seed(seed)
+    for layer in layers:
+        layer.reset_parameters()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
 
 
 def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, int] = (0, 1), evals: int = 1,
@@ -515,14 +539,15 @@ def idc_start(cell: dict, dataset: str):
                       for c in range(data.num_classes)])
 
 
-def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = None) -> None:
+def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = None, evals: int = 1,
+                       shard: tuple[int, int] = (0, 1)) -> None:
     """IDC cells: evaluate our run k's set again with the evaluation seed their run k's set had
     (k + 1), so each run's two sets meet the same evaluation draw. Appends one row per run to
     ``<out>/paired/<cell>.jsonl``; their side's accuracy is the one already logged with that seed.
-    Not for the VICO cells: their evaluator seeds itself from the wall clock, so it cannot be paired."""
+    VICO cells: ``paired_vico_evaluations``."""
     if name not in CONDENSE_CELLS:
-        raise SystemExit(f"--paired: only the IDC cells ({', '.join(CONDENSE_CELLS)}) can be paired; "
-                         f"VICO's evaluate_synset seeds itself from the wall clock")
+        paired_vico_evaluations(name, dataset, out, evals, shard)
+        return
     cell = dict(CONDENSE_CELLS[name], pool=pool)
     log = cell_log(out, name, dataset, pool=pool)
     theirs = {r["run"]: r["authors_eval_acc"] for r in read_rows(log) if r["side"] == "authors"}
@@ -538,6 +563,36 @@ def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = No
         with paired.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
+
+
+def paired_vico_evaluations(name: str, dataset: str, out: Path, evals: int, shard: tuple[int, int]) -> None:
+    """VICO cells: evaluate run k's two sets (as saved in the work folder) by their evaluate_synset
+    with the same ``evals`` fixed draws, seeds 1000 k + j (``seed_evaluation``), and append one row per
+    run to ``<out>/paired/<cell>.jsonl``: both sides' accuracies per seed and their means. A run's
+    difference then carries the two programs' distillation only, not the evaluator's spread. Runs
+    whose sets are gone are skipped with a line saying so."""
+    cell = CELLS[name]
+    rows = {(r["side"], r["run"]): r for r in read_rows(cell_log(out, name, dataset))}
+    paired = cell_log(out, name, dataset, "paired")
+    paired.parent.mkdir(parents=True, exist_ok=True)
+    done = {r["run"] for r in read_rows(paired)}
+    for k in sorted({run for _, run in rows} - done):
+        if k % shard[1] != shard[0] or ("authors", k) not in rows or ("ours", k) not in rows:
+            continue
+        sets = {side: saved_set(name, dataset, side, k, rows[(side, k)].get("run_id")) for side in ("ours", "authors")}
+        if any(found is None for found in sets.values()):
+            print(f"{name} run {k}: a set is no longer in {work_root()}; not paired", flush=True)
+            continue
+        started = time.time()
+        seeds = [1000 * k + j for j in range(evals)]
+        accs = {side: [evaluate_with_authors(cell, dataset, *sets[side], seed=s) for s in seeds] for side in sets}
+        row = {"run": k, "eval_seeds": seeds, "ours_accs": accs["ours"], "authors_accs": accs["authors"],
+               "ours_acc": float(np.mean(accs["ours"])), "authors_acc": float(np.mean(accs["authors"])),
+               "eval_s": round(time.time() - started, 1), "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with paired.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"{name} run {k}, evaluation seeds {seeds[0]}-{seeds[-1]}: ours {row['ours_acc']:.2f}, "
+              f"authors {row['authors_acc']:.2f}", flush=True)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -568,7 +623,9 @@ def main() -> None:
                         help="dsa, dm: evaluate each run's starting set (both sides) by --evals (at least 2) of their "
                              "networks; --shard splits the runs between processes")
     parser.add_argument("--paired", action="store_true",
-                        help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs")
+                        help="IDC cells: evaluate our sets again with the evaluation seeds of the authors' runs; "
+                             "VICO cells: evaluate each run's two sets with the same --evals fixed draws of their "
+                             "evaluator (--shard splits the runs)")
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
                         "authors first): two processes, one a side, finish a run's pair at once")
     parser.add_argument("--pool", type=int,
@@ -583,7 +640,7 @@ def main() -> None:
         return
     if args.paired:
         for name in args.methods:
-            paired_evaluations(name, args.dataset, args.out, args.pool)
+            paired_evaluations(name, args.dataset, args.out, args.pool, args.evals, parse_shard(args.shard))
         return
     if args.starts:
         for name in args.methods:

@@ -98,7 +98,8 @@ def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: n
 
 
 def paired_summary(out: Path) -> None:
-    """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof)."""
+    """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof).
+    VICO cells' rows carry several draws a run: their count goes in the label."""
     from scipy import stats
     for log in sorted((out / "paired").glob("*.jsonl")):
         rows = read_rows(log)
@@ -106,6 +107,8 @@ def paired_summary(out: Path) -> None:
         if len(d) < 2:
             continue
         ci = stats.ttest_1samp(d, 0.0).confidence_interval()
-        print(f"| {log.stem}, paired by evaluation seed | {np.mean([r['ours_acc'] for r in rows]):.2f} "
+        draws = {len(r.get("eval_seeds", [0])) for r in rows}
+        label = f", {'/'.join(map(str, sorted(draws)))} draws a run" if draws != {1} else ""
+        print(f"| {log.stem}, paired by evaluation seed{label} | {np.mean([r['ours_acc'] for r in rows]):.2f} "
               f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] "
               f"(n={len(d)}, sd of differences {d.std(ddof=1):.2f}) |")
