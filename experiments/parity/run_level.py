@@ -60,6 +60,12 @@ CELLS = {
     "dsa": dict(script="main.py", ipc=1, updates=41, batch_real=64, epochs=300,
                 theirs=["--method", "DSA", "--init", "real"], dsa=True, dc_aug=False),
 }
+# The same cells at IPC 10 (--ipc 10): VICO's get_loops gives each iteration ten image updates with
+# a 50-step network phase between them (at IPC 1 one update and no network phase, so only these cells
+# exercise the network updates); about 3.9 CPU minutes an iteration on MNIST, so 4 iterations: 40
+# image updates and 36 network phases.
+IPC_BUDGETS = {("dc", 10): dict(ipc=10, updates=4), ("dsa", 10): dict(ipc=10, updates=4)}
+DEFAULT_IPC = {name: cell["ipc"] for name, cell in CELLS.items()}
 DSA_STRATEGY = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our catalog's mnist entry
 # ours -> their get_dataset name, channels, side, DSA strategy (CIFAR: VICO's default, our catalog's)
 DATASETS = {"mnist": ("MNIST", 1, 28, DSA_STRATEGY),
@@ -139,9 +145,13 @@ def authors_command(script: str, dataset: str, ipc: int, updates: int, batch_rea
 
 def authors_seconds_per_iteration(stdout: str) -> float:
     """Their log's "[YYYY-mm-dd HH:MM:SS] iter = 0010, loss" lines (every 10 iterations, each printed
-    after its iteration's update): seconds between the first and the last, per iteration."""
+    after its iteration's update): seconds between the first and the last, per iteration. Under ten
+    iterations only iteration 0 is logged: then from "training begins", one iteration before it."""
     stamps = [(int(m.group(2)), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
               for m in re.finditer(r"\[([\d-]+ [\d:]+)\] iter = (\d+)", stdout)]
+    if len(stamps) == 1:
+        begins = re.search(r"\[([\d-]+ [\d:]+)\] training begins", stdout)
+        stamps.insert(0, (-1, time.mktime(time.strptime(begins.group(1), "%Y-%m-%d %H:%M:%S"))))
     (i0, t0), (i1, t1) = stamps[0], stamps[-1]
     return (t1 - t0) / (i1 - i0)
 
@@ -350,8 +360,22 @@ def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | Non
 
 
 def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
-    """Where a cell's runs leave their sets and our store (outside the project; not kept)."""
-    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}"
+    """Where a cell's runs leave their sets and our store (outside the project; not kept); a VICO
+    cell at another IPC than its first has a folder of its own (their saved files name no seed)."""
+    ipc = CELLS[name]["ipc"] if name in CELLS else None
+    other_ipc = f"_ipc{ipc}" if ipc is not None and ipc != DEFAULT_IPC[name] else ""
+    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}"
+
+
+def select_ipc(name: str, ipc: int) -> None:
+    """--ipc: make the VICO cell ``name`` the one at ``ipc`` (IPC_BUDGETS) for this process; every
+    function reads a cell's budget from CELLS, so the whole run, its log and its folder follow."""
+    if ipc == DEFAULT_IPC.get(name):
+        return
+    if (name, ipc) not in IPC_BUDGETS:
+        known = ", ".join(f"{n} at IPC {i}" for n, i in [*IPC_BUDGETS, *DEFAULT_IPC.items()])
+        raise SystemExit(f"--ipc {ipc}: no budget for {name} at IPC {ipc} (known: {known})")
+    CELLS[name] = dict(CELLS[name], **IPC_BUDGETS[(name, ipc)])
 
 
 def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -> None:
@@ -628,11 +652,16 @@ def main() -> None:
                              "evaluator (--shard splits the runs)")
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
                         "authors first): two processes, one a side, finish a run's pair at once")
+    parser.add_argument("--ipc", type=int, help="VICO cells: the cell at this IPC (default: the cell's first, "
+                        "dm 10, dc and dsa 1; dc and dsa also 10)")
     parser.add_argument("--pool", type=int,
                         help="IDC cells: both sides train from the first N images of each class only (their "
                              "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
                              "the whole class for every network, which this makes affordable on a CPU")
     args = parser.parse_args()
+    if args.ipc is not None:
+        for name in args.methods:
+            select_ipc(name, args.ipc)
     if args.pool is not None and (args.pool < 1 or not set(args.methods) <= set(CONDENSE_CELLS)):
         parser.error(f"--pool N: N >= 1, and only the cells {', '.join(CONDENSE_CELLS)}")
     if args.summary:
