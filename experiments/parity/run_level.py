@@ -147,11 +147,11 @@ def authors_seconds_per_iteration(stdout: str) -> float:
     """Their log's "[YYYY-mm-dd HH:MM:SS] iter = 0010, loss" lines (every 10 iterations, each printed
     after its iteration's update): seconds between the first and the last, per iteration. Under ten
     iterations only iteration 0 is logged: then from "training begins", one iteration before it."""
-    stamps = [(int(m.group(2)), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
-              for m in re.finditer(r"\[([\d-]+ [\d:]+)\] iter = (\d+)", stdout)]
+    def seconds(stamp: str) -> float:
+        return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+    stamps = [(int(m.group(2)), seconds(m.group(1))) for m in re.finditer(r"\[([\d-]+ [\d:]+)\] iter = (\d+)", stdout)]
     if len(stamps) == 1:
-        begins = re.search(r"\[([\d-]+ [\d:]+)\] training begins", stdout)
-        stamps.insert(0, (-1, time.mktime(time.strptime(begins.group(1), "%Y-%m-%d %H:%M:%S"))))
+        stamps.insert(0, (-1, seconds(re.search(r"\[([\d-]+ [\d:]+)\] training begins", stdout).group(1))))
     (i0, t0), (i1, t1) = stamps[0], stamps[-1]
     return (t1 - t0) / (i1 - i0)
 
