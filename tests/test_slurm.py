@@ -54,6 +54,20 @@ def wait_states(runs, out: Path, until: set[str], timeout: float, every: float =
         time.sleep(every)
 
 
+def preempt_in_order(job_id: str, log: Path, timeout: float = 30.0) -> None:
+    """submitit's preemption (its `SlurmJob._interrupt`): SIGTERM, which the task bypasses, then the
+    USR2 that checkpoints and runs `scontrol requeue`. `_interrupt` sends the two back to back and SLURM
+    may deliver them out of order; a SIGTERM that lands while the USR2 handler's `scontrol requeue`
+    child runs kills that child, and the job ends FAILED, not requeued (seen once in CI, stop 34).
+    Waiting for the task to log the bypassed SIGTERM before sending USR2 keeps submitit's order."""
+    subprocess.check_call(["scancel", job_id, "--signal", "SIGTERM"])
+    deadline = time.monotonic() + timeout
+    while "Bypassing signal SIGTERM" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, f"the task did not log the SIGTERM within {timeout:.0f} s"
+        time.sleep(0.1)
+    subprocess.check_call(["scancel", job_id, "--signal", submitit.slurm.slurm.SlurmJobEnvironment.USR_SIG])
+
+
 def load_synset(out: Path, run_id: str) -> dict:
     return torch.load(out / "runs" / run_id / "synset.pt")
 
@@ -269,8 +283,7 @@ def test_preempted_distillation_is_requeued_and_resumes_to_the_same_synset(slurm
                 pass
         time.sleep(0.5)
     assert not (slurm_out / "runs" / run.run_id / "record.json").exists()
-    job = submitit.SlurmJob(folder=entry["folder"], job_id=entry["job_id"])
-    job._interrupt()  # submitit's preemption: SIGTERM, then the USR2 that checkpoints and requeues
+    preempt_in_order(entry["job_id"], Path(entry["stdout"]))
     preempted_at = time.monotonic()
     seen = set()
     while True:
