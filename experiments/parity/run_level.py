@@ -66,6 +66,10 @@ CELLS = {
 # image updates and 36 network phases.
 IPC_BUDGETS = {("dc", 10): dict(ipc=10, updates=4), ("dsa", 10): dict(ipc=10, updates=4)}
 DEFAULT_IPC = {name: cell["ipc"] for name, cell in CELLS.items()}
+# --init: a VICO cell from the other start, both sides (their --init, our --init). DC's own start is
+# noise; at IPC 10 and 40 updates its sets are still mostly that noise (stop 36), so the seed spread is
+# the start's, and from real images it is the updates'.
+DEFAULT_INIT = {name: cell["theirs"][cell["theirs"].index("--init") + 1] for name, cell in CELLS.items()}
 DSA_STRATEGY = "color_crop_cutout_scale_rotate"  # VICO README for MNIST; our catalog's mnist entry
 # ours -> their get_dataset name, channels, side, DSA strategy (CIFAR: VICO's default, our catalog's)
 DATASETS = {"mnist": ("MNIST", 1, 28, DSA_STRATEGY),
@@ -187,8 +191,9 @@ def our_settings(name: str, cell: dict) -> list[str]:
                 f"{batch}={cell['batch_real']}", "curve_points=0", "checkpoint_every=0"]
         pool = ["--max-train-per-class", str(cell["pool"])] if cell.get("pool") else []
         return [a for v in sets for a in ("--set", v)] + ["--eval-set", "num_models=1", *pool]
+    init = ["--init", cell["init"]] if "init" in cell else []  # only where --init chose another start
     return ["--set", f"iterations={cell['updates']}", "--set", f"batch_real={cell['batch_real']}",
-            "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1"]
+            "--eval-set", f"epochs={cell['epochs']}", "--eval-set", "num_models=1", *init]
 
 
 def condense_flags(cell: dict, dataset: str) -> list[str]:
@@ -356,7 +361,7 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
 def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | None = None) -> Path:
     """A cell's JSONL log: its runs (``kind`` ""), or its ``evals``/``starts``/``paired`` rows."""
     cell = CONDENSE_CELLS.get(name) or CELLS[name]
-    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}{f'_pool{pool}' if pool else ''}.jsonl"
+    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}{f'_pool{pool}' if pool else ''}{other_init(name)}.jsonl"
 
 
 def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
@@ -364,7 +369,23 @@ def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
     cell at another IPC than its first has a folder of its own (their saved files name no seed)."""
     ipc = CELLS[name]["ipc"] if name in CELLS else None
     other_ipc = f"_ipc{ipc}" if ipc is not None and ipc != DEFAULT_IPC[name] else ""
-    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}"
+    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}{other_init(name)}"
+
+
+def other_init(name: str) -> str:
+    """A log's and a work folder's suffix for a VICO cell run from another start than its own."""
+    return f"_init{CELLS[name]['init']}" if "init" in CELLS.get(name, {}) else ""
+
+
+def select_init(name: str, init: str) -> None:
+    """--init: both sides of the VICO cell ``name`` start from ``init`` (their --init, ours --init)."""
+    if name not in CELLS:
+        raise SystemExit(f"--init: only the VICO cells {', '.join(CELLS)}")
+    if init == DEFAULT_INIT[name]:
+        return
+    theirs = list(CELLS[name]["theirs"])
+    theirs[theirs.index("--init") + 1] = init
+    CELLS[name] = dict(CELLS[name], theirs=theirs, init=init)
 
 
 def select_ipc(name: str, ipc: int) -> None:
@@ -654,6 +675,8 @@ def main() -> None:
                         "authors first): two processes, one a side, finish a run's pair at once")
     parser.add_argument("--ipc", type=int, help="VICO cells: the cell at this IPC (default: the cell's first, "
                         "dm 10, dc and dsa 1; dc and dsa also 10)")
+    parser.add_argument("--init", choices=["real", "noise"], help="VICO cells: both sides start from this "
+                        "(default: the cell's own, dc noise, dsa and dm real); its own log and work folder")
     parser.add_argument("--pool", type=int,
                         help="IDC cells: both sides train from the first N images of each class only (their "
                              "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
@@ -662,6 +685,9 @@ def main() -> None:
     if args.ipc is not None:
         for name in args.methods:
             select_ipc(name, args.ipc)
+    if args.init is not None:
+        for name in args.methods:
+            select_init(name, args.init)
     if args.pool is not None and (args.pool < 1 or not set(args.methods) <= set(CONDENSE_CELLS)):
         parser.error(f"--pool N: N >= 1, and only the cells {', '.join(CONDENSE_CELLS)}")
     if args.summary:
