@@ -24,6 +24,9 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     ... run_level.py idc --dataset cifar10-jpeg --paired
     # VICO cells: each run's two saved sets through the same 3 seeded draws of their evaluator
     ... run_level.py dsa --paired --evals 3 --shard 0/2 &   # and --shard 1/2
+    # DC/DSA at IPC 10 (40 image updates); DC from real images on both sides (its noise start stays noise)
+    ... run_level.py dsa --ipc 10 --runs 10 --side authors &   # and --side ours: one process a side
+    ... run_level.py dc --ipc 10 --init real --runs 10 --side authors &   # and --side ours
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
 the last: ``--Iteration N-1`` is N updates, our ``iterations=N``. ``--num_eval 0`` skips their
