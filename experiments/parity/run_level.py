@@ -27,6 +27,11 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     # DC/DSA at IPC 10 (40 image updates); DC from real images on both sides (its noise start stays noise)
     ... run_level.py dsa --ipc 10 --runs 10 --side authors &   # and --side ours: one process a side
     ... run_level.py dc --ipc 10 --init real --runs 10 --side authors &   # and --side ours
+    # IDC + DREAM, their side on the fast-pytorch-kmeans DREAM was written against (0.1.9; 0.2.x draws
+    # the initial centres with replacement, kmeans_versions.py); our side's runs are the cell's own
+    pip install --no-deps --target ../authors/kmeans-0.1.9 fast-pytorch-kmeans==0.1.9
+    ... run_level.py idc+dream --dataset cifar10-jpeg --pool 100 --authors-kmeans ../authors/kmeans-0.1.9 \
+        --runs 10 --side authors --shard 0/2 &   # and --shard 1/2
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
 the last: ``--Iteration N-1`` is N updates, our ``iterations=N``. ``--num_eval 0`` skips their
@@ -129,11 +134,12 @@ def written_once(root: Path, write) -> Path:
     return root
 
 
-def authors_env() -> dict:
+def authors_env(cell: dict | None = None) -> dict:
     """One thread, and the authors' site first on PYTHONPATH: its sitecustomize lets their CIFAR10
-    read our pickles, and it holds the empty efficientnet_pytorch IDC's train.py imports."""
-    site = str(authors_site(work_root()))
-    return {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    read our pickles, and it holds the empty efficientnet_pytorch IDC's train.py imports. A cell with
+    ``authors_kmeans`` puts that folder (a fast-pytorch-kmeans release) before everything."""
+    first = [(cell or {}).get("authors_kmeans"), str(authors_site(work_root()))]
+    return {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [*first, os.environ.get("PYTHONPATH")]))}
 
 
 def work_root() -> Path:
@@ -216,7 +222,7 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     cmd = [sys.executable, "-u", str(repo / "condense.py"), *condense_flags(cell, dataset), "--seed", str(k + 1)]
-    env = authors_env()
+    env = authors_env(cell)
     started = time.time()
     out = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True)
     seconds = time.time() - started
@@ -225,7 +231,7 @@ def run_authors_condense(cell: dict, name: str, dataset: str, k: int, work: Path
     images, labels = load_authors_set(last_condensed(run_dir), condense=True)
     # their whole process (data loading and initialisation included) per inner step
     return {"images": images, "labels": labels, "s_per_it": seconds / cell["inner_steps"],
-            "cmd": " ".join(cmd[2:])}
+            "cmd": " ".join(cmd[2:]), "authors_kmeans": authors_kmeans_version(env)}
 
 
 def last_condensed(run_dir: Path) -> Path | None:
@@ -347,6 +353,8 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
                       else {"updates": cell["updates"], "eval_epochs": cell["epochs"]})
             if pool:
                 budget["train_per_class"] = pool
+            if "authors_kmeans" in got:
+                budget["authors_kmeans"] = got["authors_kmeans"]
             row = {"side": side, "run": k, "method": name, "dataset": dataset, "ipc": cell["ipc"],
                    **budget, "batch_real": cell["batch_real"],
                    "authors_eval_acc": acc, "our_eval_acc": got.get("our_eval"), "s_per_it": got["s_per_it"],
@@ -364,7 +372,7 @@ def run_cell(name: str, dataset: str, runs: int, out: Path, shard: tuple[int, in
 def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | None = None) -> Path:
     """A cell's JSONL log: its runs (``kind`` ""), or its ``evals``/``starts``/``paired`` rows."""
     cell = CONDENSE_CELLS.get(name) or CELLS[name]
-    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}{f'_pool{pool}' if pool else ''}{other_init(name)}.jsonl"
+    return out / kind / f"{name}_{dataset}_ipc{cell['ipc']}{f'_pool{pool}' if pool else ''}{other_init(name)}{other_kmeans(name)}.jsonl"
 
 
 def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
@@ -372,12 +380,43 @@ def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
     cell at another IPC than its first has a folder of its own (their saved files name no seed)."""
     ipc = CELLS[name]["ipc"] if name in CELLS else None
     other_ipc = f"_ipc{ipc}" if ipc is not None and ipc != DEFAULT_IPC[name] else ""
-    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}{other_init(name)}"
+    return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}{other_init(name)}{other_kmeans(name)}"
 
 
 def other_init(name: str) -> str:
     """A log's and a work folder's suffix for a VICO cell run from another start than its own."""
     return f"_init{CELLS[name]['init']}" if "init" in CELLS.get(name, {}) else ""
+
+
+def other_kmeans(name: str) -> str:
+    """A log's and a work folder's suffix for an IDC + DREAM cell whose authors' side ran on another
+    fast-pytorch-kmeans (--authors-kmeans); its log holds their runs only (see run_level_summary)."""
+    version = CONDENSE_CELLS.get(name, {}).get("kmeans_version")
+    return f"_kmeans{version}" if version else ""
+
+
+def authors_kmeans_version(env: dict) -> str:
+    """The fast-pytorch-kmeans release the authors' process imports under ``env`` (what their
+    new_strategy.py gets), read in a subprocess with the same PYTHONPATH."""
+    code = ("import importlib.metadata as m, pathlib, fast_pytorch_kmeans as k; "
+            "print(next(d.version for d in m.distributions(path=[str(pathlib.Path(k.__file__).parents[1])]) "
+            "if d.metadata['Name'].replace('_', '-') == 'fast-pytorch-kmeans'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"cannot read the authors' fast-pytorch-kmeans version:\n{out.stderr[-1000:]}")
+    return out.stdout.strip()
+
+
+def select_authors_kmeans(name: str, folder: Path) -> None:
+    """--authors-kmeans: the authors' side of the IDC + DREAM cell ``name`` imports fast-pytorch-kmeans
+    from ``folder``; the cell gets a log and a work folder of its own, named by that release."""
+    if name != "idc+dream":
+        raise SystemExit("--authors-kmeans: only the idc+dream cell clusters")
+    if not (folder / "fast_pytorch_kmeans").is_dir():
+        raise SystemExit(f"--authors-kmeans {folder}: no fast_pytorch_kmeans package in it "
+                         "(pip install --no-deps --target <folder> fast-pytorch-kmeans==0.1.9)")
+    cell = dict(CONDENSE_CELLS[name], authors_kmeans=str(folder.resolve()))
+    CONDENSE_CELLS[name] = dict(cell, kmeans_version=authors_kmeans_version(authors_env(cell)))
 
 
 def select_init(name: str, init: str) -> None:
@@ -684,7 +723,16 @@ def main() -> None:
                         help="IDC cells: both sides train from the first N images of each class only (their "
                              "data folder a copy holding those, ours --max-train-per-class N): DREAM re-clusters "
                              "the whole class for every network, which this makes affordable on a CPU")
+    parser.add_argument("--authors-kmeans", type=Path,
+                        help="idc+dream: a folder holding a fast-pytorch-kmeans release, first on the authors' "
+                             "PYTHONPATH (their side only; ours pins its own); a log of its own")
     args = parser.parse_args()
+    if args.authors_kmeans is not None:
+        if args.side != "authors" and not (args.summary or args.distances):
+            parser.error("--authors-kmeans changes only the authors' side: run it with --side authors "
+                         "(ours are the cell's own runs)")
+        for name in args.methods:
+            select_authors_kmeans(name, args.authors_kmeans)
     if args.ipc is not None:
         for name in args.methods:
             select_ipc(name, args.ipc)

@@ -4,6 +4,7 @@ files only: no torch, no authors' code."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,14 @@ def print_summary(out: Path) -> None:
 
 def summary(out: Path) -> None:
     for log in sorted(out.glob("*.jsonl")):
-        rows = read_rows(log)
+        rows, label = with_our_runs(log)
         acc = {s: np.array([r["authors_eval_acc"] for r in rows if r["side"] == s]) for s in ("ours", "authors")}
         spi = {s: np.array([r["s_per_it"] for r in rows if r["side"] == s and r["s_per_it"]]) for s in acc}
         if min(len(a) for a in acc.values()) < 2:
-            print(f"{log.stem}: too few runs ({ {s: len(a) for s, a in acc.items()} })")
+            print(f"{label}: too few runs ({ {s: len(a) for s, a in acc.items()} })")
             continue
         ours_own = [r["our_eval_acc"] for r in rows if r["side"] == "ours"]
-        print(f"| {log.stem} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
+        print(f"| {label} | {welch_row(acc['ours'], acc['authors'])} | {spi['ours'].mean():.2f} | {spi['authors'].mean():.2f} "
               f"| {np.mean(ours_own):.2f} |")
         if start := start_scores(out, log.name):  # each run's one network, over the runs whose start was scored
             kept = [r for r in rows if (r["side"], r["run"]) in start]
@@ -33,6 +34,18 @@ def summary(out: Path) -> None:
                                      np.array([r["authors_eval_acc"] for r in kept]),
                                      np.array([r["side"] == "ours" for r in kept], dtype=float),
                                      np.array([start[(r["side"], r["run"])] for r in kept])))
+
+
+def with_our_runs(log: Path) -> tuple[list[dict], str]:
+    """A log's rows and its label. A cell whose authors' side alone ran on another fast-pytorch-kmeans
+    (``<cell>_kmeans<version>.jsonl``, ``run_level.py --authors-kmeans``) holds their runs only: ours
+    are the cell's own (our code pins its k-means and draws its own initial centres), read from the
+    log without the suffix and named in the label."""
+    rows = read_rows(log)
+    base = log.with_name(re.sub(r"_kmeans[^_]+$", "", log.stem) + log.suffix)
+    if base == log or any(r["side"] == "ours" for r in rows) or not base.exists():
+        return rows, log.stem
+    return rows + [r for r in read_rows(base) if r["side"] == "ours"], f"{log.stem} (ours: {base.stem}'s runs)"
 
 
 def welch_row(a: np.ndarray, b: np.ndarray) -> str:
