@@ -42,10 +42,18 @@ def with_our_runs(log: Path) -> tuple[list[dict], str]:
     are the cell's own (our code pins its k-means and draws its own initial centres), read from the
     log without the suffix and named in the label."""
     rows = read_rows(log)
-    base = log.with_name(re.sub(r"_kmeans[^_]+$", "", log.stem) + log.suffix)
-    if base == log or any(r["side"] == "ours" for r in rows) or not base.exists():
+    base = our_runs_log(log, rows)
+    if base is None:
         return rows, log.stem
     return rows + [r for r in read_rows(base) if r["side"] == "ours"], f"{log.stem} (ours: {base.stem}'s runs)"
+
+
+def our_runs_log(log: Path, rows: list[dict]) -> Path | None:
+    """The log our runs come from for a ``_kmeans<version>`` log without runs of ours; else None."""
+    base = log.with_name(re.sub(r"_kmeans[^_]+$", "", log.stem) + log.suffix)
+    if base == log or any(r["side"] == "ours" for r in rows) or not base.exists():
+        return None
+    return base
 
 
 def welch_row(a: np.ndarray, b: np.ndarray) -> str:
@@ -112,16 +120,26 @@ def start_adjusted_row(label: str, final: np.ndarray, ours: np.ndarray, start: n
 
 def paired_summary(out: Path) -> None:
     """Per cell with paired rows: mean of (ours - authors) over runs and its t interval (n - 1 dof).
-    VICO cells' rows carry several draws a run: their count goes in the label."""
+    VICO cells' rows carry several draws a run: their count goes in the label. A cell whose authors'
+    side ran on another k-means release (``with_our_runs``) is paired from the cell's own paired rows
+    (our set k under evaluation seed k + 1) and its own authors' run k (the same evaluation seed)."""
     from scipy import stats
-    for log in sorted((out / "paired").glob("*.jsonl")):
-        rows = read_rows(log)
+    logs = [(log, read_rows(log), log.stem) for log in sorted((out / "paired").glob("*.jsonl"))]
+    for variant in sorted(out.glob("*_kmeans*.jsonl")):
+        rows, label = with_our_runs(variant)
+        base = our_runs_log(variant, read_rows(variant))
+        if base is None or not (out / "paired" / base.name).exists():
+            continue
+        authors = {r["run"]: r["authors_eval_acc"] for r in rows if r["side"] == "authors"}
+        logs.append((variant, [dict(r, authors_acc=authors[r["run"]]) for r in read_rows(out / "paired" / base.name)
+                               if r["run"] in authors], label))
+    for log, rows, name in logs:
         d = np.array([r["ours_acc"] - r["authors_acc"] for r in rows])
         if len(d) < 2:
             continue
         ci = stats.ttest_1samp(d, 0.0).confidence_interval()
         draws = {len(r.get("eval_seeds", [0])) for r in rows}
         label = f", {'/'.join(map(str, sorted(draws)))} draws a run" if draws != {1} else ""
-        print(f"| {log.stem}, paired by evaluation seed{label} | {np.mean([r['ours_acc'] for r in rows]):.2f} "
+        print(f"| {name}, paired by evaluation seed{label} | {np.mean([r['ours_acc'] for r in rows]):.2f} "
               f"| {np.mean([r['authors_acc'] for r in rows]):.2f} | {d.mean():+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] "
               f"(n={len(d)}, sd of differences {d.std(ddof=1):.2f}) |")
