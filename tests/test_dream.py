@@ -151,6 +151,16 @@ def test_duplicates_and_empty_clusters_are_counted_and_handled():
     assert len(torch.unique(kept)) < 12 and info_kept["duplicates"] > 0
 
 
+def test_starting_centres_are_distinct_so_the_authors_handling_still_repeats_nothing(class0_features):
+    # DREAM's query under fast-pytorch-kmeans 0.2.x (starting centres drawn with replacement) repeats the
+    # class's smallest-norm image in about 95 % of 32-of-100 batches; 0.1.9, the release DREAM was written
+    # against, draws distinct points, and so do we (docs/parity.md, stop 37): no repeat even without dedupe
+    f = class0_features[:100]
+    for seed in range(20):
+        pos, info = kmeans_select(f, 32, 1, seed=seed, dedupe=False)
+        assert len(torch.unique(pos)) == 32 and info["empty_clusters"] == 0 and info["duplicates"] == 0
+
+
 def test_central_and_boundary_definitions(mnist, net, tmp_path, class0_features):
     ctx = make_ctx(mnist, tmp_path)
     f = class0_features
