@@ -398,10 +398,8 @@ def other_kmeans(name: str) -> str:
 def authors_kmeans_version(env: dict) -> str:
     """The fast-pytorch-kmeans release the authors' process imports under ``env`` (what their
     new_strategy.py gets), read in a subprocess with the same PYTHONPATH."""
-    code = ("import importlib.metadata as m, pathlib, fast_pytorch_kmeans as k; "
-            "print(next(d.version for d in m.distributions(path=[str(pathlib.Path(k.__file__).parents[1])]) "
-            "if d.metadata['Name'].replace('_', '-') == 'fast-pytorch-kmeans'))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    code = "from kmeans_versions import kmeans_version; print(kmeans_version())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Path(__file__).parent)
     if out.returncode != 0:
         raise SystemExit(f"cannot read the authors' fast-pytorch-kmeans version:\n{out.stderr[-1000:]}")
     return out.stdout.strip()
