@@ -19,7 +19,7 @@ def print_summary(out: Path) -> None:
 
 def summary(out: Path) -> None:
     for log in sorted(out.glob("*.jsonl")):
-        rows, label = with_our_runs(log)
+        rows, label, _ = with_our_runs(log)
         acc = {s: np.array([r["authors_eval_acc"] for r in rows if r["side"] == s]) for s in ("ours", "authors")}
         spi = {s: np.array([r["s_per_it"] for r in rows if r["side"] == s and r["s_per_it"]]) for s in acc}
         if min(len(a) for a in acc.values()) < 2:
@@ -36,16 +36,16 @@ def summary(out: Path) -> None:
                                      np.array([start[(r["side"], r["run"])] for r in kept])))
 
 
-def with_our_runs(log: Path) -> tuple[list[dict], str]:
-    """A log's rows and its label. A cell whose authors' side alone ran on another fast-pytorch-kmeans
+def with_our_runs(log: Path) -> tuple[list[dict], str, Path | None]:
+    """A log's rows, its label and the log our runs were borrowed from (None: its own). A cell whose authors' side alone ran on another fast-pytorch-kmeans
     (``<cell>_kmeans<version>.jsonl``, ``run_level.py --authors-kmeans``) holds their runs only: ours
     are the cell's own (our code pins its k-means and draws its own initial centres), read from the
     log without the suffix and named in the label."""
     rows = read_rows(log)
     base = our_runs_log(log, rows)
     if base is None:
-        return rows, log.stem
-    return rows + [r for r in read_rows(base) if r["side"] == "ours"], f"{log.stem} (ours: {base.stem}'s runs)"
+        return rows, log.stem, None
+    return rows + [r for r in read_rows(base) if r["side"] == "ours"], f"{log.stem} (ours: {base.stem}'s runs)", base
 
 
 def our_runs_log(log: Path, rows: list[dict]) -> Path | None:
@@ -126,8 +126,7 @@ def paired_summary(out: Path) -> None:
     from scipy import stats
     logs = [(log, read_rows(log), log.stem) for log in sorted((out / "paired").glob("*.jsonl"))]
     for variant in sorted(out.glob("*_kmeans*.jsonl")):
-        rows, label = with_our_runs(variant)
-        base = our_runs_log(variant, read_rows(variant))
+        rows, label, base = with_our_runs(variant)
         if base is None or not (out / "paired" / base.name).exists():
             continue
         authors = {r["run"]: r["authors_eval_acc"] for r in rows if r["side"] == "authors"}
