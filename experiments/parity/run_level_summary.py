@@ -37,10 +37,11 @@ def summary(out: Path) -> None:
 
 
 def with_our_runs(log: Path) -> tuple[list[dict], str, Path | None]:
-    """A log's rows, its label and the log our runs were borrowed from (None: its own). A cell whose authors' side alone ran on another fast-pytorch-kmeans
-    (``<cell>_kmeans<version>.jsonl``, ``run_level.py --authors-kmeans``) holds their runs only: ours
-    are the cell's own (our code pins its k-means and draws its own initial centres), read from the
-    log without the suffix and named in the label."""
+    """A log's rows, its label and the log our runs were borrowed from (None: its own). A cell whose
+    authors' side alone ran on another fast-pytorch-kmeans (``<cell>_kmeans<version>.jsonl``,
+    ``run_level.py --authors-kmeans``) holds their runs only: ours are the cell's own (our code pins
+    its k-means and draws its own initial centres), read from the log without the suffix and named in
+    the label."""
     rows = read_rows(log)
     base = our_runs_log(log, rows)
     if base is None:
