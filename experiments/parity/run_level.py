@@ -32,6 +32,9 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     pip install --no-deps --target ../authors/kmeans-0.1.9 fast-pytorch-kmeans==0.1.9
     ... run_level.py idc+dream --dataset cifar10-jpeg --pool 100 --authors-kmeans ../authors/kmeans-0.1.9 \
         --runs 10 --side authors --shard 0/2 &   # and --shard 1/2
+    # IDC + DREAM at IPC 10 on the MNIST pool (less seed spread than IPC 1)
+    ... run_level.py idc+dream --ipc 10 --pool 100 --authors-kmeans ../authors/kmeans-0.1.9 --runs 5 --side authors &
+    ... run_level.py idc+dream --ipc 10 --pool 100 --runs 5 --side ours &
 
 The authors' loop runs iterations 0..Iteration, each one an image update, and saves the set after
 the last: ``--Iteration N-1`` is N updates, our ``iterations=N``. ``--num_eval 0`` skips their
@@ -73,7 +76,6 @@ CELLS = {
 # exercise the network updates); about 3.9 CPU minutes an iteration on MNIST, so 4 iterations: 40
 # image updates and 36 network phases.
 IPC_BUDGETS = {("dc", 10): dict(ipc=10, updates=4), ("dsa", 10): dict(ipc=10, updates=4)}
-DEFAULT_IPC = {name: cell["ipc"] for name, cell in CELLS.items()}
 # --init: a VICO cell from the other start, both sides (their --init, our --init). DC's own start is
 # noise; at IPC 10 and 40 updates its sets are still mostly that noise (stop 36), so the seed spread is
 # the start's, and from real images it is the updates'.
@@ -100,6 +102,11 @@ CONDENSE_CELLS = {
     "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=200, inner_loop=1, batch_real=32,
                       n_data=64, theirs=["--match", "grad", "--init", "mix"]),
 }
+# IDC + DREAM at IPC 10 (--ipc 10): the same 200 networks of one step, 40 decoded images a class
+# (below IDC's batch_syn_max of 128, so no subsampling on either side); on the MNIST pool the IPC 1
+# sets differ by 2-4 points run to run on either side, too wide for +-1 at a CPU's five runs a side.
+IPC_BUDGETS[("idc+dream", 10)] = dict(ipc=10)
+DEFAULT_IPC = {name: cell["ipc"] for name, cell in [*CELLS.items(), *CONDENSE_CELLS.items()]}
 # what their --reproduce sets per dataset (misc/reproduce.py; MNIST with factor > 1), as flags, because
 # --reproduce also fixes niter = 2000
 REPRODUCE = {"mnist": ["--depth", "3", "--metric", "l1", "--lr_img", "1e-4", "--aug_type", "color_crop",
@@ -378,8 +385,8 @@ def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | Non
 def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
     """Where a cell's runs leave their sets and our store (outside the project; not kept); a VICO
     cell at another IPC than its first has a folder of its own (their saved files name no seed)."""
-    ipc = CELLS[name]["ipc"] if name in CELLS else None
-    other_ipc = f"_ipc{ipc}" if ipc is not None and ipc != DEFAULT_IPC[name] else ""
+    ipc = (CONDENSE_CELLS.get(name) or CELLS[name])["ipc"]
+    other_ipc = f"_ipc{ipc}" if ipc != DEFAULT_IPC[name] else ""
     return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}{other_init(name)}{other_kmeans(name)}"
 
 
@@ -429,14 +436,16 @@ def select_init(name: str, init: str) -> None:
 
 
 def select_ipc(name: str, ipc: int) -> None:
-    """--ipc: make the VICO cell ``name`` the one at ``ipc`` (IPC_BUDGETS) for this process; every
-    function reads a cell's budget from CELLS, so the whole run, its log and its folder follow."""
+    """--ipc: make the cell ``name`` the one at ``ipc`` (IPC_BUDGETS) for this process; every
+    function reads a cell's budget from CELLS / CONDENSE_CELLS, so the whole run, its log and its
+    folder follow."""
     if ipc == DEFAULT_IPC.get(name):
         return
     if (name, ipc) not in IPC_BUDGETS:
         known = ", ".join(f"{n} at IPC {i}" for n, i in [*IPC_BUDGETS, *DEFAULT_IPC.items()])
         raise SystemExit(f"--ipc {ipc}: no budget for {name} at IPC {ipc} (known: {known})")
-    CELLS[name] = dict(CELLS[name], **IPC_BUDGETS[(name, ipc)])
+    cells = CONDENSE_CELLS if name in CONDENSE_CELLS else CELLS
+    cells[name] = dict(cells[name], **IPC_BUDGETS[(name, ipc)])
 
 
 def top_up_evaluations(name: str, dataset: str, k: int, out: Path, evals: int) -> None:
@@ -713,8 +722,8 @@ def main() -> None:
                              "evaluator (--shard splits the runs)")
     parser.add_argument("--side", choices=["authors", "ours"], help="run only this side's runs (default: both, "
                         "authors first): two processes, one a side, finish a run's pair at once")
-    parser.add_argument("--ipc", type=int, help="VICO cells: the cell at this IPC (default: the cell's first, "
-                        "dm 10, dc and dsa 1; dc and dsa also 10)")
+    parser.add_argument("--ipc", type=int, help="the cell at this IPC (default: the cell's first, dm 10, the "
+                        "others 1; dc, dsa and idc+dream also 10)")
     parser.add_argument("--init", choices=["real", "noise"], help="VICO cells: both sides start from this "
                         "(default: the cell's own, dc noise, dsa and dm real); its own log and work folder")
     parser.add_argument("--pool", type=int,
