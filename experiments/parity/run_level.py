@@ -637,7 +637,9 @@ def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = No
                        shard: tuple[int, int] = (0, 1)) -> None:
     """IDC cells: evaluate our run k's set again with the evaluation seed their run k's set had
     (k + 1), so each run's two sets meet the same evaluation draw. Appends one row per run to
-    ``<out>/paired/<cell>.jsonl``; their side's accuracy is the one already logged with that seed.
+    ``<out>/paired/<cell>.jsonl``; their side's accuracy is the one already logged with that seed, or
+    None where this log has no run k of theirs (a cell whose authors' side ran on another k-means
+    release keeps theirs in its own log: ``run_level_summary.paired_summary`` pairs those).
     VICO cells: ``paired_vico_evaluations``."""
     if name not in CONDENSE_CELLS:
         paired_vico_evaluations(name, dataset, out, evals, shard)
@@ -649,14 +651,14 @@ def paired_evaluations(name: str, dataset: str, out: Path, pool: int | None = No
     paired.parent.mkdir(parents=True, exist_ok=True)
     done = {r["run"] for r in read_rows(paired)}
     ours = saved_sets(name, dataset, pool)["ours"]
-    for k in sorted(set(ours) & set(theirs) - done):
+    for k in sorted(set(ours) - done):
         started = time.time()
         acc = evaluate_with_idc(cell, name, dataset, *ours[k], k + 1)
-        row = {"run": k, "eval_seed": k + 1, "ours_acc": acc, "authors_acc": theirs[k], "eval_s": round(time.time() - started, 1),
+        row = {"run": k, "eval_seed": k + 1, "ours_acc": acc, "authors_acc": theirs.get(k), "eval_s": round(time.time() - started, 1),
                "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with paired.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs[k]:.2f}", flush=True)
+        print(f"{name} run {k}, evaluation seed {k + 1}: ours {acc:.2f}, authors {theirs.get(k)}", flush=True)
 
 
 def paired_vico_evaluations(name: str, dataset: str, out: Path, evals: int, shard: tuple[int, int]) -> None:

@@ -125,7 +125,9 @@ def paired_summary(out: Path) -> None:
     side ran on another k-means release (``with_our_runs``) is paired from the cell's own paired rows
     (our set k under evaluation seed k + 1) and its own authors' run k (the same evaluation seed)."""
     from scipy import stats
-    logs = [(log, read_rows(log), log.stem) for log in sorted((out / "paired").glob("*.jsonl"))]
+    # a row without authors_acc: our run k had no run k of theirs in its own log (only in a variant's)
+    logs = [(log, [r for r in read_rows(log) if r.get("authors_acc") is not None], log.stem)
+            for log in sorted((out / "paired").glob("*.jsonl"))]
     for variant in sorted(out.glob("*_kmeans*.jsonl")):
         rows, label, base = with_our_runs(variant)
         if base is None or not (out / "paired" / base.name).exists():
