@@ -32,7 +32,7 @@ Every finished run is appended to ``<out>/<cell>.jsonl`` at once; a rerun skips 
     pip install --no-deps --target ../authors/kmeans-0.1.9 fast-pytorch-kmeans==0.1.9
     ... run_level.py idc+dream --dataset cifar10-jpeg --pool 100 --authors-kmeans ../authors/kmeans-0.1.9 \
         --runs 10 --side authors --shard 0/2 &   # and --shard 1/2
-    # IDC + DREAM at IPC 10 on the MNIST pool (less seed spread than IPC 1)
+    # IDC + DREAM at IPC 10 on the MNIST pool (at IPC 1 its runs differ by 2-4 points a side)
     ... run_level.py idc+dream --ipc 10 --pool 100 --authors-kmeans ../authors/kmeans-0.1.9 --runs 5 --side authors &
     ... run_level.py idc+dream --ipc 10 --pool 100 --runs 5 --side ours &
 
@@ -383,8 +383,8 @@ def cell_log(out: Path, name: str, dataset: str, kind: str = "", pool: int | Non
 
 
 def work_dir(name: str, dataset: str, pool: int | None = None) -> Path:
-    """Where a cell's runs leave their sets and our store (outside the project; not kept); a VICO
-    cell at another IPC than its first has a folder of its own (their saved files name no seed)."""
+    """Where a cell's runs leave their sets and our store (outside the project; not kept); a cell at
+    another IPC than its first has a folder of its own (VICO's saved files name no seed)."""
     ipc = (CONDENSE_CELLS.get(name) or CELLS[name])["ipc"]
     other_ipc = f"_ipc{ipc}" if ipc != DEFAULT_IPC[name] else ""
     return work_root() / f"{name}_{dataset}{f'_pool{pool}' if pool else ''}{other_ipc}{other_init(name)}{other_kmeans(name)}"
