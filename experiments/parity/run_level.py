@@ -71,11 +71,15 @@ CELLS = {
     "dsa": dict(script="main.py", ipc=1, updates=41, batch_real=64, epochs=300,
                 theirs=["--method", "DSA", "--init", "real"], dsa=True, dc_aug=False),
 }
-# The same cells at IPC 10 (--ipc 10): VICO's get_loops gives each iteration ten image updates with
+# DC and DSA at IPC 10 (--ipc 10): VICO's get_loops gives each iteration ten image updates with
 # a 50-step network phase between them (at IPC 1 one update and no network phase, so only these cells
 # exercise the network updates); about 3.9 CPU minutes an iteration on MNIST, so 4 iterations: 40
 # image updates and 36 network phases.
-IPC_BUDGETS = {("dc", 10): dict(ipc=10, updates=4), ("dsa", 10): dict(ipc=10, updates=4)}
+# IDC + DREAM at IPC 10: the same 200 networks of one step, 40 decoded images a class (below IDC's
+# batch_syn_max of 128, so no subsampling on either side); on the MNIST pool the IPC 1 sets differ by
+# 2-4 points run to run on either side, too wide for +-1 at a CPU's five runs a side.
+IPC_BUDGETS = {("dc", 10): dict(ipc=10, updates=4), ("dsa", 10): dict(ipc=10, updates=4),
+               ("idc+dream", 10): dict(ipc=10)}
 # --init: a VICO cell from the other start, both sides (their --init, our --init). DC's own start is
 # noise; at IPC 10 and 40 updates its sets are still mostly that noise (stop 36), so the seed spread is
 # the start's, and from real images it is the updates'.
@@ -102,10 +106,6 @@ CONDENSE_CELLS = {
     "idc+dream": dict(repo_env="DREAM_REPO", ipc=1, factor=2, inner_steps=200, inner_loop=1, batch_real=32,
                       n_data=64, theirs=["--match", "grad", "--init", "mix"]),
 }
-# IDC + DREAM at IPC 10 (--ipc 10): the same 200 networks of one step, 40 decoded images a class
-# (below IDC's batch_syn_max of 128, so no subsampling on either side); on the MNIST pool the IPC 1
-# sets differ by 2-4 points run to run on either side, too wide for +-1 at a CPU's five runs a side.
-IPC_BUDGETS[("idc+dream", 10)] = dict(ipc=10)
 DEFAULT_IPC = {name: cell["ipc"] for name, cell in [*CELLS.items(), *CONDENSE_CELLS.items()]}
 # what their --reproduce sets per dataset (misc/reproduce.py; MNIST with factor > 1), as flags, because
 # --reproduce also fixes niter = 2000
